@@ -85,11 +85,11 @@ inline Status ok_status() { return {}; }
 #define CPB_ERROR(...) ::cpb::make_error(__FILE__, __LINE__, ::fmt::format(__VA_ARGS__))
 
 // Returns early from the enclosing function with the error of a failed Status/Expected.
-#define CPB_TRY(expr)                                                \
-  do {                                                               \
-    auto&& cpb_try_result_ = (expr);                                 \
-    if (!cpb_try_result_.ok())                                       \
-      return std::move(cpb_try_result_).error().hop(__FILE__, __LINE__); \
+#define CPB_TRY(expr) CPB_TRY_IMPL(CPB_CONCAT(cpb_try_result_, __LINE__), expr)
+#define CPB_TRY_IMPL(tmp, expr)                                    \
+  do {                                                             \
+    auto&& tmp = (expr);                                           \
+    if (!tmp.ok()) return std::move(tmp).error().hop(__FILE__, __LINE__); \
   } while (0)
 
 // `CPB_ASSIGN_OR_RETURN(auto x, f());` declares x from a successful Expected, else returns.

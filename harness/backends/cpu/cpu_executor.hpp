@@ -1,0 +1,82 @@
+// The cpu reference backend. Ranks are threads of one process; a CpuWorld gives them in-process
+// mailboxes with the semantics of the NCCL calls (a send is matched by the peer's receive of the
+// same size, messages between two ranks arrive in order, a group of sends and receives cannot
+// deadlock) and an abort that wakes every waiting rank when one fails or a wait times out, so a
+// broken point is reported instead of hanging. Attention runs in fp32 on the host; every op is
+// synchronous, so the two streams and their events only matter to the accounting log.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "harness/core/executor.hpp"
+
+namespace cpb {
+
+class CpuWorld {
+ public:
+  CpuWorld(int world, double timeout_s);
+  int size() const { return world_; }
+
+  // Runs fn(rank) on `world` threads and returns the first error (the root cause: ranks that
+  // only saw the abort are not reported). An exception escaping fn becomes an error too.
+  Status run(const std::function<Status(int rank)>& fn);
+
+  Status send(int src, int dst, std::string_view tag, std::span<const float> data);
+  Status recv(int src, int dst, std::string_view tag, std::span<float> out);
+  Status barrier(int rank);
+  void abort(const Error& e);
+
+ private:
+  struct Message {
+    std::string tag;
+    std::vector<float> data;
+  };
+  Status aborted_error(int rank) const;
+
+  int world_;
+  std::chrono::duration<double> timeout_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::deque<Message>> channels_;  // [src * world + dst]
+  std::optional<Error> abort_;
+  int barrier_count_ = 0;
+  int64_t barrier_generation_ = 0;
+};
+
+class CpuExecutor final : public Executor {
+ public:
+  CpuExecutor(CpuWorld& world, int rank, DType dtype)
+      : Executor(rank, world.size(), dtype), world_(world) {}
+  std::string_view backend() const override { return "cpu"; }
+
+  Status write(Buf b, int64_t offset, std::span<const float> data) override;
+  Status read(Buf b, int64_t offset, std::span<float> out) override;
+  Status synchronize() override { return {}; }
+  Status barrier() { return world_.barrier(rank()); }
+
+ protected:
+  Status do_alloc(Buf b, ElemKind kind, int64_t elems) override;
+  Status do_attention(Stream s, const AttnArgs& a) override;
+  Status do_merge(Stream s, const MergeArgs& a) override;
+  Status do_reset(Stream s, View o, View lse) override;
+  Status do_copy(Stream s, Range dst, Range src) override;
+  Status do_p2p(Stream s, std::span<const P2POp> ops) override;
+  Status do_all_to_all(Stream s, std::span<const Range> send, std::span<const Range> recv) override;
+  Status do_all_gather(Stream s, Range send, Range recv) override;
+  void do_record(Stream, Event) override {}
+  void do_wait(Stream, Event) override {}
+
+ private:
+  std::span<float> span(Range r) { return {mem_[r.buf.id].data() + r.offset, static_cast<size_t>(r.count)}; }
+  CpuWorld& world_;
+  std::vector<std::vector<float>> mem_;
+};
+
+}  // namespace cpb

@@ -1,0 +1,226 @@
+// The executor base: argument checks shared by every backend, and the accounting of bytes and
+// mask-aware FLOPs per phase that every run records.
+#include "harness/core/executor.hpp"
+
+namespace cpb {
+namespace {
+OpRecord op_record(OpKind kind, Stream s, std::string_view phase) {
+  OpRecord r;
+  r.kind = kind;
+  r.stream = s;
+  r.phase = std::string(phase);
+  return r;
+}
+}  // namespace
+
+std::string_view to_string(Stream s) { return s == Stream::compute ? "compute" : "comm"; }
+
+std::string_view to_string(OpKind k) {
+  switch (k) {
+    case OpKind::attention: return "attention";
+    case OpKind::merge: return "merge";
+    case OpKind::reset: return "reset";
+    case OpKind::copy: return "copy";
+    case OpKind::p2p: return "p2p";
+    case OpKind::all_to_all: return "all_to_all";
+    case OpKind::all_gather: return "all_gather";
+  }
+  return "?";
+}
+
+View View::slice(int64_t begin, int64_t count) const {
+  View v = *this;
+  v.offset = offset + begin * heads * dim;
+  v.tokens = count;
+  return v;
+}
+
+PhaseCounters Accounting::total() const {
+  PhaseCounters t;
+  for (const auto& [name, c] : phases) {
+    t.bytes_sent += c.bytes_sent;
+    t.bytes_recv += c.bytes_recv;
+    t.flops += c.flops;
+    t.ops += c.ops;
+  }
+  return t;
+}
+
+double Accounting::step_flops(int step) const {
+  double f = 0;
+  for (const auto& r : log)
+    if (r.step == step) f += r.flops;
+  return f;
+}
+
+Expected<Buf> Executor::alloc(std::string_view name, ElemKind kind, int64_t elems) {
+  CPB_REQUIRE(elems >= 0, "internal: negative allocation of {} elements for '{}'", elems, name);
+  Buf b{static_cast<int>(bufs_.size())};
+  bufs_.push_back({std::string(name), kind, elems});
+  CPB_TRY(do_alloc(b, kind, elems));
+  mem_current_ += elems * elem_bytes(b);
+  mem_peak_ = std::max(mem_peak_, mem_current_);
+  return b;
+}
+
+int64_t Executor::elem_bytes(Buf b) const {
+  return bufs_[b.id].kind == ElemKind::f32 ? 4 : dtype_bytes(dtype_);
+}
+
+int64_t Executor::buffer_elems(Buf b) const { return bufs_[b.id].elems; }
+
+Status Executor::check_view(const View& v, ElemKind kind, std::string_view what) const {
+  CPB_REQUIRE(v.buf.valid() && v.buf.id < static_cast<int>(bufs_.size()),
+              "internal: {} uses an unknown buffer", what);
+  const auto& info = bufs_[v.buf.id];
+  CPB_REQUIRE(info.kind == kind, "internal: {} expects a {} buffer, '{}' is not", what,
+              kind == ElemKind::act ? "activation" : "fp32", info.name);
+  CPB_REQUIRE(v.batch >= 1 && v.tokens >= 0 && v.heads >= 1 && v.dim >= 1 && v.offset >= 0,
+              "internal: {} has a malformed view of '{}'", what, info.name);
+  if (v.tokens == 0) return {};
+  int64_t last = v.offset + (v.batch - 1) * v.batch_stride + v.tokens * v.heads * v.dim;
+  CPB_REQUIRE(last <= info.elems, "internal: {} reads past the end of '{}' ({} > {} elements)",
+              what, info.name, last, info.elems);
+  return {};
+}
+
+Status Executor::check_range(const Range& r, std::string_view what) const {
+  CPB_REQUIRE(r.buf.valid() && r.buf.id < static_cast<int>(bufs_.size()),
+              "internal: {} uses an unknown buffer", what);
+  CPB_REQUIRE(r.offset >= 0 && r.count >= 0 && r.offset + r.count <= bufs_[r.buf.id].elems,
+              "internal: {} range [{}, {}) is outside '{}' ({} elements)", what, r.offset,
+              r.offset + r.count, bufs_[r.buf.id].name, bufs_[r.buf.id].elems);
+  return {};
+}
+
+void Executor::account(OpRecord rec) {
+  auto& c = acct_.phases[rec.phase];
+  c.bytes_sent += rec.bytes_sent;
+  c.bytes_recv += rec.bytes_recv;
+  c.flops += rec.flops;
+  c.ops += 1;
+  if (logging_) {
+    rec.step = step_;
+    auto& w = pending_waits_[static_cast<int>(rec.stream)];
+    rec.waits = std::move(w);
+    w.clear();
+    acct_.log.push_back(std::move(rec));
+  }
+}
+
+Status Executor::attention(Stream s, const AttnArgs& a, std::string_view phase) {
+  CPB_TRY(check_view(a.q, ElemKind::act, "attention q"));
+  CPB_TRY(check_view(a.k, ElemKind::act, "attention k"));
+  CPB_TRY(check_view(a.v, ElemKind::act, "attention v"));
+  CPB_TRY(check_view(a.o, ElemKind::f32, "attention o"));
+  CPB_TRY(check_view(a.lse, ElemKind::f32, "attention lse"));
+  CPB_REQUIRE(a.q.dim == a.k.dim && a.k.dim == a.v.dim && a.o.dim == a.q.dim && a.lse.dim == 1,
+              "internal: attention head_dim mismatch");
+  CPB_REQUIRE(a.k.tokens == a.v.tokens && a.q.tokens == a.o.tokens && a.q.tokens == a.lse.tokens,
+              "internal: attention token count mismatch");
+  CPB_REQUIRE(a.k.heads == a.v.heads && a.q.heads % a.k.heads == 0 && a.o.heads == a.q.heads &&
+                  a.lse.heads == a.q.heads,
+              "internal: attention head count mismatch");
+  CPB_TRY(do_attention(s, a));
+  OpRecord rec = op_record(OpKind::attention, s, phase);
+  rec.sq = a.q.tokens;
+  rec.sk = a.k.tokens;
+  rec.flops = 4.0 * static_cast<double>(a.q.batch * a.q.heads * a.q.dim) *
+              static_cast<double>(block_pairs(a.mask, a.q.tokens, a.k.tokens));
+  account(std::move(rec));
+  return {};
+}
+
+Status Executor::merge(Stream s, const MergeArgs& a, std::string_view phase) {
+  CPB_TRY(check_view(a.o, ElemKind::f32, "merge o"));
+  CPB_TRY(check_view(a.lse, ElemKind::f32, "merge lse"));
+  CPB_TRY(check_view(a.part_o, ElemKind::f32, "merge partial o"));
+  CPB_TRY(check_view(a.part_lse, ElemKind::f32, "merge partial lse"));
+  CPB_REQUIRE(a.o.tokens == a.part_o.tokens && a.o.heads == a.part_o.heads &&
+                  a.lse.tokens == a.o.tokens && a.part_lse.tokens == a.o.tokens,
+              "internal: merge shape mismatch");
+  CPB_TRY(do_merge(s, a));
+  account(op_record(OpKind::merge, s, phase));
+  return {};
+}
+
+Status Executor::reset(Stream s, View o, View lse, std::string_view phase) {
+  CPB_TRY(check_view(o, ElemKind::f32, "reset o"));
+  CPB_TRY(check_view(lse, ElemKind::f32, "reset lse"));
+  CPB_TRY(do_reset(s, o, lse));
+  account(op_record(OpKind::reset, s, phase));
+  return {};
+}
+
+Status Executor::copy(Stream s, Range dst, Range src, std::string_view phase) {
+  CPB_TRY(check_range(dst, "copy destination"));
+  CPB_TRY(check_range(src, "copy source"));
+  CPB_REQUIRE(dst.count == src.count && elem_bytes(dst.buf) == elem_bytes(src.buf),
+              "internal: copy of {} elements into {}", src.count, dst.count);
+  CPB_TRY(do_copy(s, dst, src));
+  account(op_record(OpKind::copy, s, phase));
+  return {};
+}
+
+Status Executor::p2p(Stream s, std::span<const P2POp> ops, std::string_view phase) {
+  OpRecord rec = op_record(OpKind::p2p, s, phase);
+  for (const auto& op : ops) {
+    CPB_TRY(check_range(op.range, "p2p"));
+    CPB_REQUIRE(op.peer >= 0 && op.peer < world_, "internal: p2p peer {} outside 0..{}", op.peer,
+                world_ - 1);
+    int64_t bytes = op.range.count * elem_bytes(op.range.buf);
+    (op.kind == P2POp::Kind::send ? rec.bytes_sent : rec.bytes_recv) += bytes;
+    rec.peers.push_back(op.peer);
+  }
+  CPB_TRY(do_p2p(s, ops));
+  account(std::move(rec));
+  return {};
+}
+
+Status Executor::all_to_all(Stream s, std::span<const Range> send, std::span<const Range> recv,
+                            std::string_view phase) {
+  CPB_REQUIRE(static_cast<int>(send.size()) == world_ && static_cast<int>(recv.size()) == world_,
+              "internal: all_to_all needs one send and one recv range per rank");
+  OpRecord rec = op_record(OpKind::all_to_all, s, phase);
+  for (int j = 0; j < world_; ++j) {
+    CPB_TRY(check_range(send[j], "all_to_all send"));
+    CPB_TRY(check_range(recv[j], "all_to_all recv"));
+    // What a rank keeps for itself never crosses a link.
+    if (j == rank_) continue;
+    rec.bytes_sent += send[j].count * elem_bytes(send[j].buf);
+    rec.bytes_recv += recv[j].count * elem_bytes(recv[j].buf);
+  }
+  CPB_TRY(do_all_to_all(s, send, recv));
+  account(std::move(rec));
+  return {};
+}
+
+Status Executor::all_gather(Stream s, Range send, Range recv, std::string_view phase) {
+  CPB_TRY(check_range(send, "all_gather send"));
+  CPB_TRY(check_range(recv, "all_gather recv"));
+  CPB_REQUIRE(recv.count == send.count * world_,
+              "internal: all_gather receives {} elements, expected world * {}", recv.count,
+              send.count);
+  OpRecord rec = op_record(OpKind::all_gather, s, phase);
+  // Per rank, (N-1) blocks arrive and its own block leaves towards N-1 peers (nccl-tests counts
+  // the same bytes for algbw).
+  int64_t block = send.count * elem_bytes(send.buf);
+  rec.bytes_sent = block * (world_ - 1);
+  rec.bytes_recv = block * (world_ - 1);
+  CPB_TRY(do_all_gather(s, send, recv));
+  account(std::move(rec));
+  return {};
+}
+
+Event Executor::record(Stream s) {
+  Event e{next_event_++};
+  do_record(s, e);
+  return e;
+}
+
+void Executor::wait(Stream s, Event e) {
+  do_wait(s, e);
+  if (logging_) pending_waits_[static_cast<int>(s)].push_back(e.id);
+}
+
+}  // namespace cpb

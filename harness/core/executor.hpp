@@ -1,0 +1,208 @@
+// The executor interface: the only thing a strategy talks to. A strategy is SPMD code run once
+// per rank against an Executor that owns that rank's buffers and offers attention on a block
+// (queries x keys with a BlockMask), merge of partial (O, LSE), copies, NCCL-style
+// communication (grouped send/recv, all-to-all, all-gather) on a compute and a comm stream, and
+// events to order the two. The cuda backend runs these on GPUs over NCCL, the cpu backend on
+// threads, the sim backend only records and times them; the code of a strategy is the same.
+//
+// Every op goes through this base class (non-virtual public API, virtual do_* hooks), which
+// records per rank and per phase the bytes sent and received and the mask-aware FLOPs, and, when
+// op logging is on, one OpRecord per op with its stream, step and event dependencies (what the
+// sim backend replays and the tests check closed forms against).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "harness/core/layout.hpp"
+#include "harness/core/status.hpp"
+#include "harness/core/workload.hpp"
+
+namespace cpb {
+
+enum class Stream { compute = 0, comm = 1 };
+std::string_view to_string(Stream s);
+
+// What a buffer holds: activations (Q, K, V in the workload dtype) or fp32 (O accumulators, LSE).
+enum class ElemKind { act, f32 };
+
+struct Buf {
+  int id = -1;
+  bool valid() const { return id >= 0; }
+};
+
+// A token-major 4-d slice [batch][tokens][heads][dim] of a buffer: element (b, t, h, x) is at
+// offset + b * batch_stride + (t * heads + h) * dim + x.
+struct View {
+  Buf buf;
+  int64_t offset = 0;
+  int64_t batch = 1;
+  int64_t batch_stride = 0;
+  int64_t tokens = 0;
+  int64_t heads = 0;
+  int64_t dim = 0;
+
+  int64_t elems() const { return batch * tokens * heads * dim; }
+  // Tokens [begin, begin + count) of every batch.
+  View slice(int64_t begin, int64_t count) const;
+};
+
+// A contiguous range of elements of one buffer (what a send, recv or collective moves).
+struct Range {
+  Buf buf;
+  int64_t offset = 0;
+  int64_t count = 0;
+};
+
+struct AttnArgs {
+  View q;    // [B, Sq, H, d] activations
+  View k;    // [B, Sk, Hkv, d] activations; head h reads KV head h / (H / Hkv)
+  View v;
+  View o;    // [B, Sq, H, d] fp32
+  View lse;  // [B, Sq, H, 1] fp32, natural log; -inf for a row with no visible key
+  BlockMask mask;
+  double scale = 1.0;
+  bool accumulate = false;  // merge the block's result into (o, lse) instead of overwriting
+};
+
+struct MergeArgs {
+  View o, lse;            // accumulator, updated in place
+  View part_o, part_lse;  // partial result merged into it
+};
+
+struct P2POp {
+  enum class Kind { send, recv } kind = Kind::send;
+  int peer = 0;
+  Range range;
+};
+
+struct Event {
+  int id = -1;
+};
+
+enum class OpKind { attention, merge, reset, copy, p2p, all_to_all, all_gather };
+std::string_view to_string(OpKind k);
+
+// One recorded op (op logging on).
+struct OpRecord {
+  OpKind kind = OpKind::attention;
+  Stream stream = Stream::compute;
+  std::string phase;
+  int step = -1;
+  int64_t bytes_sent = 0;
+  int64_t bytes_recv = 0;
+  double flops = 0;             // attention: 4 * B * H * d * visible pairs
+  int64_t sq = 0, sk = 0;       // attention block shape
+  std::vector<int> peers;       // p2p peers
+  std::vector<int> waits;       // events this op's stream waited on since its previous op
+};
+
+struct PhaseCounters {
+  int64_t bytes_sent = 0;
+  int64_t bytes_recv = 0;
+  double flops = 0;
+  int64_t ops = 0;
+};
+
+struct Accounting {
+  std::map<std::string, PhaseCounters> phases;
+  std::vector<OpRecord> log;
+  PhaseCounters total() const;
+  // Attention FLOPs of the ops logged with this step number.
+  double step_flops(int step) const;
+};
+
+class Executor {
+ public:
+  Executor(int rank, int world, DType dtype) : rank_(rank), world_(world), dtype_(dtype) {}
+  virtual ~Executor() = default;
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  int rank() const { return rank_; }
+  int world() const { return world_; }
+  DType dtype() const { return dtype_; }
+  virtual std::string_view backend() const = 0;
+
+  // --- memory ---------------------------------------------------------------------------------
+  Expected<Buf> alloc(std::string_view name, ElemKind kind, int64_t elems);
+  int64_t elem_bytes(Buf b) const;
+  int64_t buffer_elems(Buf b) const;
+  int64_t memory_bytes() const { return mem_current_; }
+  int64_t peak_memory_bytes() const { return mem_peak_; }
+  // Host <-> buffer transfers for the harness (inputs, outputs); not counted as ops.
+  virtual Status write(Buf b, int64_t offset, std::span<const float> data) = 0;
+  virtual Status read(Buf b, int64_t offset, std::span<float> out) = 0;
+
+  // --- compute --------------------------------------------------------------------------------
+  Status attention(Stream s, const AttnArgs& a, std::string_view phase = "attention");
+  Status merge(Stream s, const MergeArgs& a, std::string_view phase = "merge");
+  // Sets O = 0 and LSE = -inf (an accumulator that has seen no key yet).
+  Status reset(Stream s, View o, View lse, std::string_view phase = "merge");
+  Status copy(Stream s, Range dst, Range src, std::string_view phase = "copy");
+
+  // --- communication (NCCL semantics) ---------------------------------------------------------
+  // A group of sends and receives issued together (ncclGroupStart/End): deadlock-free whatever
+  // the order; every send must match a receive of the same size on the peer.
+  Status p2p(Stream s, std::span<const P2POp> ops, std::string_view phase = "p2p");
+  // send[j] goes to rank j, recv[j] comes from rank j; send[j].count on this rank must equal
+  // recv[this rank].count on rank j.
+  Status all_to_all(Stream s, std::span<const Range> send, std::span<const Range> recv,
+                    std::string_view phase = "all_to_all");
+  // recv.count == world * send.count; rank j's block lands at recv.offset + j * send.count.
+  Status all_gather(Stream s, Range send, Range recv, std::string_view phase = "all_gather");
+
+  // --- ordering -------------------------------------------------------------------------------
+  Event record(Stream s);
+  void wait(Stream s, Event e);
+  // Host waits until every stream of this rank is idle.
+  virtual Status synchronize() = 0;
+
+  // --- bookkeeping ----------------------------------------------------------------------------
+  void set_step(int step) { step_ = step; }
+  void set_logging(bool on) { logging_ = on; }
+  void reset_accounting() { acct_ = {}; }
+  const Accounting& accounting() const { return acct_; }
+
+ protected:
+  virtual Status do_alloc(Buf b, ElemKind kind, int64_t elems) = 0;
+  virtual Status do_attention(Stream s, const AttnArgs& a) = 0;
+  virtual Status do_merge(Stream s, const MergeArgs& a) = 0;
+  virtual Status do_reset(Stream s, View o, View lse) = 0;
+  virtual Status do_copy(Stream s, Range dst, Range src) = 0;
+  virtual Status do_p2p(Stream s, std::span<const P2POp> ops) = 0;
+  virtual Status do_all_to_all(Stream s, std::span<const Range> send,
+                               std::span<const Range> recv) = 0;
+  virtual Status do_all_gather(Stream s, Range send, Range recv) = 0;
+  virtual void do_record(Stream s, Event e) = 0;
+  virtual void do_wait(Stream s, Event e) = 0;
+
+  Status check_view(const View& v, ElemKind kind, std::string_view what) const;
+  Status check_range(const Range& r, std::string_view what) const;
+
+ private:
+  struct BufInfo {
+    std::string name;
+    ElemKind kind;
+    int64_t elems;
+  };
+  void account(OpRecord rec);
+
+  int rank_;
+  int world_;
+  DType dtype_;
+  std::vector<BufInfo> bufs_;
+  int64_t mem_current_ = 0;
+  int64_t mem_peak_ = 0;
+  int step_ = -1;
+  bool logging_ = false;
+  int next_event_ = 0;
+  std::vector<int> pending_waits_[2];
+  Accounting acct_;
+};
+
+}  // namespace cpb

@@ -1,0 +1,228 @@
+// Point execution on the cpu backend: scatter, prepare, timed iterations, gather, verify.
+#include "harness/runner/runner.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "harness/backends/cpu/cpu_executor.hpp"
+#include "harness/io/npy.hpp"
+#include "kernels/cpu/attention.hpp"
+#include "strategies/common.hpp"
+#include "strategies/strategy.hpp"
+
+namespace cpb {
+namespace {
+
+// splitmix64: a tiny generator whose output is the same on every platform (std distributions
+// are not).
+struct SplitMix {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }
+};
+
+void fill_normal(std::vector<float>& out, SplitMix& g, DType dt) {
+  for (size_t i = 0; i < out.size(); i += 2) {
+    // Box-Muller: two normals per pair of uniforms.
+    double r = std::sqrt(-2.0 * std::log(g.uniform()));
+    double th = 2.0 * 3.14159265358979323846 * g.uniform();
+    float a = static_cast<float>(r * std::cos(th)), b = static_cast<float>(r * std::sin(th));
+    auto round = [dt](float x) {
+      return dt == DType::bf16 ? round_to_bf16(x) : dt == DType::fp16 ? round_to_fp16(x) : x;
+    };
+    out[i] = round(a);
+    if (i + 1 < out.size()) out[i + 1] = round(b);
+  }
+}
+
+double tolerance_for(std::string_view backend, DType) {
+  // cpu computes in fp32 on inputs already rounded to the dtype: only fp32 rounding remains.
+  return backend == "cpu" ? 1e-5 : 1e-2;
+}
+
+struct Shard {
+  std::vector<float> q, kv;
+};
+
+// Copies the rank's tokens out of the global arrays into its local q and packed kv layouts.
+Shard scatter(const Workload& w, const Placement& pl, int rank, int64_t cap, const Inputs& in) {
+  const int64_t H = w.heads, Hkv = w.kv_heads, d = w.head_dim, T = w.new_tokens, S = w.context();
+  const int64_t qc = pl.q_count(rank);
+  Shard sh;
+  sh.q.assign(static_cast<size_t>(w.batch * qc * H * d), 0.0f);
+  sh.kv.assign(static_cast<size_t>(packed_kv_elems(w, cap)), 0.0f);
+  const int64_t vhalf = w.batch * cap * Hkv * d;
+  for (int64_t b = 0; b < w.batch; ++b) {
+    for (const auto& s : pl.q_segments(rank))
+      for (int64_t i = 0; i < s.count; ++i) {
+        int64_t t = s.global_begin + i * s.stride - w.cached_tokens;
+        std::copy_n(in.q.begin() + ((b * T + t) * H) * d, H * d,
+                    sh.q.begin() + ((b * qc + s.local_begin + i) * H) * d);
+      }
+    for (const auto& s : pl.kv_segments(rank))
+      for (int64_t i = 0; i < s.count; ++i) {
+        int64_t p = s.global_begin + i * s.stride;
+        int64_t dst = ((b * cap + s.local_begin + i) * Hkv) * d;
+        std::copy_n(in.k.begin() + ((b * S + p) * Hkv) * d, Hkv * d, sh.kv.begin() + dst);
+        std::copy_n(in.v.begin() + ((b * S + p) * Hkv) * d, Hkv * d, sh.kv.begin() + vhalf + dst);
+      }
+  }
+  return sh;
+}
+
+// Places a rank's [B, qc, heads, dim] rows into the global [B, T, heads, dim] array.
+void gather_rows(const Workload& w, const Placement& pl, int rank, int64_t row,
+                 const std::vector<float>& local, std::vector<float>& global) {
+  const int64_t qc = pl.q_count(rank), T = w.new_tokens;
+  for (int64_t b = 0; b < w.batch; ++b)
+    for (const auto& s : pl.q_segments(rank))
+      for (int64_t i = 0; i < s.count; ++i) {
+        int64_t t = s.global_begin + i * s.stride - w.cached_tokens;
+        std::copy_n(local.begin() + (b * qc + s.local_begin + i) * row, row,
+                    global.begin() + (b * T + t) * row);
+      }
+}
+
+}  // namespace
+
+Inputs random_inputs(const Workload& w, uint64_t seed) {
+  Inputs in;
+  SplitMix g{seed * 0x2545F4914F6CDD1Dull + 1};
+  in.q.resize(static_cast<size_t>(w.batch * w.new_tokens * w.heads * w.head_dim));
+  in.k.resize(static_cast<size_t>(w.batch * w.context() * w.kv_heads * w.head_dim));
+  in.v.resize(in.k.size());
+  fill_normal(in.q, g, w.dtype);
+  fill_normal(in.k, g, w.dtype);
+  fill_normal(in.v, g, w.dtype);
+  return in;
+}
+
+VerifyReport verify_against_reference(const Workload& w, const Inputs& in,
+                                      const std::vector<float>& o, const std::vector<float>& lse,
+                                      double tolerance) {
+  VerifyReport rep;
+  rep.ran = true;
+  rep.tolerance = tolerance;
+  std::vector<double> ro(o.size()), rl(lse.size());
+  cpu::reference_attention(w, in.q.data(), in.k.data(), in.v.data(), ro.data(), rl.data());
+  double ref_max = 0;
+  for (size_t i = 0; i < o.size(); ++i) {
+    if (!std::isfinite(o[i])) rep.finite = false;
+    ref_max = std::max(ref_max, std::abs(ro[i]));
+    rep.max_abs_err = std::max(rep.max_abs_err, std::abs(o[i] - ro[i]));
+  }
+  for (size_t i = 0; i < lse.size(); ++i) {
+    if (std::isinf(rl[i])) {
+      if (!(std::isinf(lse[i]) && lse[i] < 0)) rep.finite = false;
+      continue;
+    }
+    if (!std::isfinite(lse[i])) {
+      rep.finite = false;
+      continue;
+    }
+    rep.lse_max_abs_err = std::max(rep.lse_max_abs_err, std::abs(lse[i] - rl[i]));
+  }
+  rep.max_rel_err = ref_max > 0 ? rep.max_abs_err / ref_max : rep.max_abs_err;
+  if (!std::isfinite(rep.max_abs_err)) rep.finite = false;
+  return rep;
+}
+
+Status check_point(const ExecSpec& spec) {
+  const StrategyInfo* info = find_strategy(spec.strategy);
+  CPB_REQUIRE(info != nullptr, "unknown strategy '{}': `cpbench list` shows the registered ones",
+              spec.strategy);
+  CPB_ASSIGN_OR_RETURN(Placement pl, Placement::make(spec.workload, spec.layout, spec.cp));
+  return info->check(StrategyContext{spec.workload, pl, spec.ulysses});
+}
+
+Expected<ExecResult> execute_point(const ExecSpec& spec) {
+  CPB_TRY(check_point(spec));
+  const StrategyInfo* info = find_strategy(spec.strategy);
+  const Workload& w = spec.workload;
+  CPB_ASSIGN_OR_RETURN(Placement pl, Placement::make(w, spec.layout, spec.cp));
+  const StrategyContext ctx{w, pl, spec.ulysses};
+  const int n = spec.cp;
+  const int64_t cap = pl.max_kv_count();
+
+  Inputs generated;
+  const Inputs* in = spec.inputs;
+  if (in == nullptr) {
+    generated = random_inputs(w, spec.seed);
+    in = &generated;
+  }
+
+  ExecResult res;
+  res.backend = "cpu";
+  res.ranks.resize(n);
+  res.o.assign(static_cast<size_t>(w.batch * w.new_tokens * w.heads * w.head_dim), 0.0f);
+  res.lse.assign(static_cast<size_t>(w.batch * w.new_tokens * w.heads), 0.0f);
+  const int total_iters = std::max(1, spec.warmup + spec.iterations);
+
+  CpuWorld world(n, spec.timeout_s);
+  CPB_TRY(world.run([&](int rank) -> Status {
+    CpuExecutor ex(world, rank, w.dtype);
+    const int64_t qc = pl.q_count(rank);
+    RankTensors io;
+    io.kv_capacity = cap;
+    CPB_ASSIGN_OR_RETURN(Buf qb, ex.alloc("q", ElemKind::act, w.batch * qc * w.heads * w.head_dim));
+    CPB_ASSIGN_OR_RETURN(io.kv, ex.alloc("kv", ElemKind::act, packed_kv_elems(w, cap)));
+    CPB_ASSIGN_OR_RETURN(Buf ob, ex.alloc("o", ElemKind::f32, w.batch * qc * w.heads * w.head_dim));
+    CPB_ASSIGN_OR_RETURN(Buf lb, ex.alloc("lse", ElemKind::f32, w.batch * qc * w.heads));
+    io.q = {qb, 0, w.batch, qc * w.heads * w.head_dim, qc, w.heads, w.head_dim};
+    io.o = {ob, 0, w.batch, qc * w.heads * w.head_dim, qc, w.heads, w.head_dim};
+    io.lse = {lb, 0, w.batch, qc * w.heads, qc, w.heads, 1};
+    Shard sh = scatter(w, pl, rank, cap, *in);
+    CPB_TRY(ex.write(qb, 0, sh.q));
+    CPB_TRY(ex.write(io.kv, 0, sh.kv));
+    CPB_ASSIGN_OR_RETURN(auto strat, info->prepare(ex, ctx, io));
+
+    RankReport& rep = res.ranks[rank];
+    for (int it = 0; it < total_iters; ++it) {
+      const bool first = it == 0;
+      if (first) {
+        ex.reset_accounting();
+        ex.set_logging(true);
+      }
+      CPB_TRY(ex.barrier());
+      auto t0 = std::chrono::steady_clock::now();
+      CPB_TRY(strat->run(ex, io));
+      CPB_TRY(ex.synchronize());
+      auto t1 = std::chrono::steady_clock::now();
+      if (first) {
+        rep.accounting = ex.accounting();
+        ex.set_logging(false);
+      }
+      if (it >= total_iters - spec.iterations)
+        rep.times_s.push_back(std::chrono::duration<double>(t1 - t0).count());
+    }
+    rep.peak_memory_bytes = ex.peak_memory_bytes();
+
+    std::vector<float> o(static_cast<size_t>(io.o.elems())), l(static_cast<size_t>(io.lse.elems()));
+    CPB_TRY(ex.read(ob, 0, o));
+    CPB_TRY(ex.read(lb, 0, l));
+    // Ranks own disjoint rows of the global arrays, so they can write them concurrently.
+    gather_rows(w, pl, rank, w.heads * w.head_dim, o, res.o);
+    gather_rows(w, pl, rank, w.heads, l, res.lse);
+    return {};
+  }));
+
+  const size_t iters = res.ranks[0].times_s.size();
+  for (size_t i = 0; i < iters; ++i) {
+    double m = 0;
+    for (const auto& r : res.ranks) m = std::max(m, r.times_s[i]);
+    res.iteration_times_s.push_back(m);
+  }
+  if (spec.verify)
+    res.verify = verify_against_reference(w, *in, res.o, res.lse, tolerance_for("cpu", w.dtype));
+  return res;
+}
+
+}  // namespace cpb

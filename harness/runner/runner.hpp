@@ -1,0 +1,77 @@
+// Runs one config point: builds the placement, scatters the inputs to the ranks, lets the
+// strategy prepare and run warmup + timed iterations on every rank, gathers each rank's O and
+// LSE back into global order and verifies them against the fp64 reference. Timing follows the
+// measurement rules of DESIGN.md: the same iteration count on every rank, a barrier before each
+// iteration, per-iteration per-rank times, and the max over ranks per iteration.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "harness/core/executor.hpp"
+#include "harness/core/layout.hpp"
+#include "harness/core/status.hpp"
+#include "harness/core/workload.hpp"
+
+namespace cpb {
+
+struct Inputs {
+  std::vector<float> q;  // [B, T, H, d]
+  std::vector<float> k;  // [B, P+T, Hkv, d], positions in order
+  std::vector<float> v;
+};
+
+// Fresh random inputs (standard normal, rounded to the workload dtype so that the reference and
+// every backend consume the same values). Deterministic in the seed on every platform.
+Inputs random_inputs(const Workload& w, uint64_t seed);
+
+struct ExecSpec {
+  std::string strategy;
+  LayoutKind layout = LayoutKind::zigzag;
+  int cp = 1;
+  Workload workload;
+  uint64_t seed = 0;
+  int ulysses = 0;
+  int warmup = 0;
+  int iterations = 1;
+  bool verify = true;
+  double timeout_s = 120;
+  const Inputs* inputs = nullptr;  // optional: use these instead of random inputs
+};
+
+struct RankReport {
+  std::vector<double> times_s;  // per timed iteration (wall clock on cpu)
+  Accounting accounting;        // one iteration, with its op log
+  int64_t peak_memory_bytes = 0;
+};
+
+struct VerifyReport {
+  bool ran = false;
+  bool finite = true;          // no NaN/Inf in O, and LSE is -inf only where the reference is
+  double max_abs_err = 0;      // max |O - O_ref|
+  double max_rel_err = 0;      // max |O - O_ref| / max |O_ref|
+  double lse_max_abs_err = 0;  // over rows where the reference LSE is finite
+  double tolerance = 0;        // max_rel_err bound for this backend and dtype
+  bool passed() const { return ran && finite && max_rel_err <= tolerance; }
+};
+
+struct ExecResult {
+  std::string backend;
+  std::vector<RankReport> ranks;
+  std::vector<double> iteration_times_s;  // max over ranks, per timed iteration
+  std::vector<float> o;                   // [B, T, H, d] global order
+  std::vector<float> lse;                 // [B, T, H]
+  VerifyReport verify;
+};
+
+// Checks that the point can run (placement divisibility, strategy limits) without running it.
+Status check_point(const ExecSpec& spec);
+Expected<ExecResult> execute_point(const ExecSpec& spec);
+
+// Compares O and LSE with the fp64 reference of the same inputs.
+VerifyReport verify_against_reference(const Workload& w, const Inputs& in,
+                                      const std::vector<float>& o, const std::vector<float>& lse,
+                                      double tolerance);
+
+}  // namespace cpb

@@ -1,0 +1,116 @@
+// Accounting against closed forms: bytes per rank per phase and mask-aware FLOPs.
+//  - ring_pass_kv sends and receives (N-1) x the local packed K+V block per rank;
+//  - allgather receives (N-1) blocks per rank;
+//  - summed over ranks, attention FLOPs equal the workload's mask-aware FLOPs, for every
+//    strategy, layout and phase;
+//  - zigzag gives every rank the same FLOPs in every ring step (contiguous does not).
+#include <gtest/gtest.h>
+
+#include "harness/runner/runner.hpp"
+#include "strategies/common.hpp"
+
+namespace cpb {
+namespace {
+
+ExecResult run(const std::string& strategy, LayoutKind layout, int n, const Workload& w) {
+  ExecSpec spec;
+  spec.strategy = strategy;
+  spec.layout = layout;
+  spec.cp = n;
+  spec.workload = w;
+  spec.verify = false;
+  auto res = execute_point(spec);
+  EXPECT_TRUE(res.ok()) << res.error().detail();
+  return std::move(res).value();
+}
+
+Workload gqa_workload(int64_t T, int64_t P) {
+  return Workload{.batch = 2, .heads = 8, .kv_heads = 2, .head_dim = 16, .dtype = DType::bf16,
+                  .mask = MaskKind::causal, .new_tokens = T, .cached_tokens = P};
+}
+
+TEST(Accounting, RingPassKvSendsNMinus1LocalKvBlocks) {
+  for (int n : {1, 2, 3, 4, 5, 8}) {
+    Workload w = gqa_workload(4 * n, 6 * n);
+    // Local K+V of one rank: 2 (K and V) x B x tokens x Hkv x d x 2 bytes (bf16). GQA: only
+    // Hkv heads travel, never the H repeated ones.
+    const int64_t local = 2 * w.batch * (w.context() / n) * w.kv_heads * w.head_dim * 2;
+    ExecResult r = run("ring_pass_kv", LayoutKind::zigzag, n, w);
+    for (const auto& rank : r.ranks) {
+      auto it = rank.accounting.phases.find("ring_kv");
+      if (n == 1) {
+        EXPECT_EQ(it, rank.accounting.phases.end());
+        continue;
+      }
+      ASSERT_NE(it, rank.accounting.phases.end());
+      EXPECT_EQ(it->second.bytes_sent, (n - 1) * local);
+      EXPECT_EQ(it->second.bytes_recv, (n - 1) * local);
+      EXPECT_EQ(it->second.ops, n - 1);
+    }
+  }
+}
+
+TEST(Accounting, AllGatherReceivesNMinus1Blocks) {
+  for (int n : {2, 3, 5}) {
+    Workload w = gqa_workload(2 * n, 0);
+    const int64_t local = 2 * w.batch * (w.context() / n) * w.kv_heads * w.head_dim * 2;
+    ExecResult r = run("allgather", LayoutKind::striped, n, w);
+    for (const auto& rank : r.ranks) {
+      const auto& c = rank.accounting.phases.at("kv_all_gather");
+      EXPECT_EQ(c.bytes_recv, (n - 1) * local);
+      EXPECT_EQ(c.bytes_sent, (n - 1) * local);
+    }
+  }
+}
+
+TEST(Accounting, FlopsSumToTheWorkloadsMaskAwareFlops) {
+  for (const auto& strategy : strategy_names())
+    for (LayoutKind layout : {LayoutKind::contiguous, LayoutKind::zigzag, LayoutKind::striped})
+      for (MaskKind mask : {MaskKind::causal, MaskKind::full})
+        for (int n : {1, 3, 4})
+          for (int64_t P : {0, 7, 40}) {
+            Workload w = gqa_workload(6 * n, P);
+            w.mask = mask;
+            ExecResult r = run(strategy, layout, n, w);
+            double total = 0;
+            for (const auto& rank : r.ranks) total += rank.accounting.total().flops;
+            EXPECT_DOUBLE_EQ(total, workload_flops(w))
+                << strategy << " " << to_string(layout) << " n=" << n << " P=" << P;
+          }
+  // The closed form itself: causal full prefill counts S(S+1)/2 pairs.
+  Workload w = gqa_workload(10, 0);
+  EXPECT_DOUBLE_EQ(workload_flops(w), 4.0 * 2 * 8 * 16 * (10 * 11 / 2));
+}
+
+double step_flops(const RankReport& r, int step) { return r.accounting.step_flops(step); }
+
+TEST(Accounting, ZigzagBalancesEveryRingStep) {
+  for (int n : {2, 3, 4, 5, 8}) {
+    Workload w = gqa_workload(4 * n, 0);
+    ExecResult zz = run("ring_pass_kv", LayoutKind::zigzag, n, w);
+    ExecResult ct = run("ring_pass_kv", LayoutKind::contiguous, n, w);
+    bool contiguous_unbalanced = false;
+    for (int step = 0; step < n; ++step) {
+      for (int r = 1; r < n; ++r) {
+        EXPECT_DOUBLE_EQ(step_flops(zz.ranks[r], step), step_flops(zz.ranks[0], step))
+            << "n=" << n << " step=" << step << " rank=" << r;
+        if (step_flops(ct.ranks[r], step) != step_flops(ct.ranks[0], step))
+          contiguous_unbalanced = true;
+      }
+    }
+    EXPECT_TRUE(contiguous_unbalanced) << "contiguous causal ring should be unbalanced, n=" << n;
+  }
+}
+
+TEST(Accounting, PeakMemoryCountsInputsAndRingBuffers) {
+  Workload w = gqa_workload(8, 0);
+  ExecResult r = run("ring_pass_kv", LayoutKind::zigzag, 4, w);
+  const int64_t kv_block = packed_kv_elems(w, 2) * 2;                // bf16
+  const int64_t q = w.batch * 2 * w.heads * w.head_dim * 2;           // bf16
+  const int64_t o = w.batch * 2 * w.heads * w.head_dim * 4;           // fp32
+  const int64_t lse = w.batch * 2 * w.heads * 4;
+  for (const auto& rank : r.ranks) EXPECT_EQ(rank.peak_memory_bytes, q + o + lse + 3 * kv_block);
+}
+
+}  // namespace
+}  // namespace cpb
