@@ -1,1 +1,196 @@
-int main() { return 0; }
+// The cpbench command line: run (a YAML sweep), list (what is registered), attend (one strategy
+// on tensors from .npy files). Exit codes: 0 success; 1 the work ran but some point failed,
+// was invalid or gave a wrong answer; 2 bad input (usage, config, files), nothing written.
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "harness/config/config.hpp"
+#include "harness/io/npy.hpp"
+#include "harness/runner/runner.hpp"
+#include "harness/runner/stats.hpp"
+#include "harness/runner/sweep.hpp"
+#include "strategies/strategy.hpp"
+
+#ifdef CPBENCH_HAVE_CUDA
+#include "kernels/cuda/device.hpp"
+#endif
+
+namespace cpb {
+namespace {
+
+int fail(const std::string& msg) {
+  std::fprintf(stderr, "error: %s\n", msg.c_str());
+  return 2;
+}
+
+int cmd_list() {
+  std::printf("strategies:\n");
+  for (const StrategyInfo* s : all_strategies())
+    std::printf("  %-14s %s\n", s->name.c_str(), s->summary.c_str());
+  std::printf("layouts:\n");
+  std::printf("  %-14s %s\n", "contiguous", "rank i owns the i-th of N consecutive ranges");
+  std::printf("  %-14s %s\n", "zigzag", "2N chunks, rank i owns chunks i and 2N-1-i");
+  std::printf("  %-14s %s\n", "striped", "token j on rank j mod N");
+  std::printf("backends:\n");
+  std::printf("  %-14s %s\n", "cpu", "available: reference, ranks are threads, fp32 attention");
+#ifdef CPBENCH_HAVE_CUDA
+  auto devs = cuda::visible_devices();
+  std::printf("  %-14s compiled (driver %s, runtime %s), %zu GPU(s) visible; executor not "
+              "implemented yet\n",
+              "cuda", cuda::driver_version().c_str(), cuda::runtime_version().c_str(),
+              devs.size());
+#else
+  std::printf("  %-14s %s\n", "cuda", "not compiled (no nvcc at configure time)");
+#endif
+  std::printf("  %-14s %s\n", "sim", "not implemented yet");
+  std::printf("presets:\n");
+  for (const auto& [name, p] : builtin_presets())
+    std::printf("  %-16s heads %lld, kv_heads %lld, head_dim %lld  %s\n", name.c_str(),
+                static_cast<long long>(p.heads), static_cast<long long>(p.kv_heads),
+                static_cast<long long>(p.head_dim), p.description.c_str());
+  return 0;
+}
+
+struct AttendOptions {
+  std::string q, k, v, out, lse, strategy = "ring_pass_kv", layout = "zigzag";
+  int cp = 1;
+  int ulysses = 0;
+  bool causal = false;
+  int64_t cached_tokens = -1;
+  bool verify = true;
+};
+
+int cmd_attend(const AttendOptions& o) {
+  auto q = read_npy(o.q);
+  if (!q) return fail(q.error().str());
+  auto k = read_npy(o.k);
+  if (!k) return fail(k.error().str());
+  auto v = read_npy(o.v);
+  if (!v) return fail(v.error().str());
+  auto shape3 = [](const NpyArray& a, const std::string& path) -> std::string {
+    if (a.shape.size() != 3)
+      return fmt::format("{}: expected a 3-d array [tokens, heads, head_dim], got {} dimensions",
+                         path, a.shape.size());
+    return "";
+  };
+  for (auto [a, p] : {std::pair{&*q, o.q}, std::pair{&*k, o.k}, std::pair{&*v, o.v}})
+    if (auto e = shape3(*a, p); !e.empty()) return fail(e);
+  if (k->shape != v->shape)
+    return fail(fmt::format("{} and {} must have the same shape [tokens, kv_heads, head_dim]",
+                            o.k, o.v));
+  if (q->shape[2] != k->shape[2])
+    return fail(fmt::format("head_dim differs: {} in {}, {} in {}", q->shape[2], o.q, k->shape[2], o.k));
+  if (q->shape[1] % k->shape[1] != 0)
+    return fail(fmt::format("{} has {} heads, not a multiple of the {} kv heads of {}", o.q,
+                            q->shape[1], k->shape[1], o.k));
+  Workload w;
+  w.batch = 1;
+  w.new_tokens = q->shape[0];
+  w.heads = q->shape[1];
+  w.head_dim = q->shape[2];
+  w.kv_heads = k->shape[1];
+  w.mask = o.causal ? MaskKind::causal : MaskKind::full;
+  w.dtype = q->dtype == "<f2" ? DType::fp16 : DType::fp32;
+  const int64_t keys = k->shape[0];
+  if (o.cached_tokens >= 0 && keys != w.new_tokens + o.cached_tokens)
+    return fail(fmt::format("{} has {} tokens but --cached-tokens {} + {} new tokens of {} = {}",
+                            o.k, keys, o.cached_tokens, w.new_tokens, o.q,
+                            w.new_tokens + o.cached_tokens));
+  if (keys < w.new_tokens)
+    return fail(fmt::format("{} has {} tokens, fewer than the {} queries of {}: K/V hold the "
+                            "cached tokens followed by the new ones",
+                            o.k, keys, w.new_tokens, o.q));
+  w.cached_tokens = keys - w.new_tokens;
+  auto layout = parse_layout(o.layout);
+  if (!layout) return fail(layout.error().str());
+  if (find_strategy(o.strategy) == nullptr)
+    return fail(fmt::format("unknown strategy '{}': `cpbench list` shows the registered ones",
+                            o.strategy));
+  if (o.cp < 1) return fail(fmt::format("--cp must be >= 1 (got {})", o.cp));
+
+  Inputs in{std::move(q->data), std::move(k->data), std::move(v->data)};
+  ExecSpec spec;
+  spec.strategy = o.strategy;
+  spec.layout = *layout;
+  spec.cp = o.cp;
+  spec.workload = w;
+  spec.ulysses = o.ulysses;
+  spec.verify = o.verify;
+  spec.inputs = &in;
+  if (Status st = check_point(spec); !st.ok()) return fail(st.error().str());
+  auto res = execute_point(spec);
+  if (!res) {
+    std::fprintf(stderr, "error: %s\n", res.error().str().c_str());
+    return 1;
+  }
+  if (Status st = write_npy(o.out, {w.new_tokens, w.heads, w.head_dim}, res->o.data()); !st.ok())
+    return fail(st.error().str());
+  if (!o.lse.empty())
+    if (Status st = write_npy(o.lse, {w.new_tokens, w.heads}, res->lse.data()); !st.ok())
+      return fail(st.error().str());
+  TimeStats ts = summarize(res->iteration_times_s);
+  std::printf("%s %s cp=%d %s: %.3f ms (cpu wall clock)", o.strategy.c_str(), o.layout.c_str(),
+              o.cp, w.str().c_str(), ts.median * 1e3);
+  if (res->verify.ran)
+    std::printf(", vs fp64 reference: max_abs_err %.3g max_rel_err %.3g %s", res->verify.max_abs_err,
+                res->verify.max_rel_err, res->verify.passed() ? "ok" : "WRONG");
+  std::printf("\nwrote %s%s%s\n", o.out.c_str(), o.lse.empty() ? "" : " and ", o.lse.c_str());
+  return res->verify.ran && !res->verify.passed() ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace cpb
+
+int main(int argc, char** argv) {
+  using namespace cpb;
+  CLI::App app{"cpbench: context-parallel attention benchmarks (run, list, attend)", "cpbench"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", CPBENCH_VERSION);
+
+  SweepOptions so;
+  auto* run = app.add_subcommand("run", "Run the sweep of a YAML experiment");
+  run->add_option("config", so.config, "Experiment YAML file")->required();
+  run->add_option("--backend", so.backend, "auto | cuda | cpu | sim (default: the file's)")
+      ->check(CLI::IsMember({"auto", "cuda", "cpu", "sim"}));
+  run->add_option("--out", so.out, "Parent folder of run folders")->capture_default_str();
+  run->add_option("--run-dir", so.run_dir, "Exact run folder to write (or, with --resume, continue)");
+  run->add_option("--filter", so.filter, "Keep only points where EXPR holds, e.g. \"cp >= 2\"");
+  run->add_flag("--resume", so.resume, "Continue the latest run folder of this experiment, skipping recorded points");
+  run->add_flag("--dry-run", so.dry_run, "Print the expanded points and exit; writes nothing");
+  run->add_flag("--quiet", so.quiet, "No progress line per point");
+
+  auto* list = app.add_subcommand("list", "List strategies, layouts, backends and presets");
+
+  AttendOptions ao;
+  auto* attend = app.add_subcommand("attend", "Run one strategy on Q/K/V from .npy files");
+  attend->add_option("--q", ao.q, "Queries [T, H, d] (.npy float32 or float16)")->required();
+  attend->add_option("--k", ao.k, "Keys [P+T, Hkv, d]: cached tokens, then new ones")->required();
+  attend->add_option("--v", ao.v, "Values, same shape as keys")->required();
+  attend->add_option("--strategy", ao.strategy, "Strategy name")->capture_default_str();
+  attend->add_option("--cp", ao.cp, "CP degree N (ranks)")->capture_default_str();
+  attend->add_option("--layout", ao.layout, "contiguous | zigzag | striped")->capture_default_str();
+  attend->add_option("--ulysses", ao.ulysses, "Ulysses degree u for usp (0: automatic)");
+  attend->add_flag("--causal", ao.causal, "Causal mask (default: full)");
+  attend->add_option("--cached-tokens", ao.cached_tokens,
+                     "P: how many leading K/V tokens are cache (default: K tokens - Q tokens)");
+  attend->add_option("--out", ao.out, "Output O [T, H, d] float32 .npy")->required();
+  attend->add_option("--lse", ao.lse, "Output LSE [T, H] float32 .npy (natural log)");
+  attend->add_flag("!--no-verify", ao.verify, "Skip the fp64 reference check");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  if (*run) {
+    so.argv.assign(argv, argv + argc);
+    return run_sweep(so);
+  }
+  if (*list) return cmd_list();
+  if (*attend) return cmd_attend(ao);
+  return 2;
+}

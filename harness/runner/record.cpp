@@ -1,0 +1,125 @@
+// Builds the results.jsonl record of a point from its run.
+#include "harness/runner/record.hpp"
+
+#include <algorithm>
+
+#include "harness/runner/stats.hpp"
+
+namespace cpb {
+namespace {
+
+nlohmann::json param_json(const ParamValue& v) {
+  return std::visit([](const auto& x) { return nlohmann::json(x); }, v);
+}
+
+nlohmann::json workload_json(const Workload& w) {
+  return {{"batch", w.batch},
+          {"heads", w.heads},
+          {"kv_heads", w.kv_heads},
+          {"head_dim", w.head_dim},
+          {"gqa_ratio", w.gqa_ratio()},
+          {"dtype", to_string(w.dtype)},
+          {"mask", to_string(w.mask)},
+          {"new_tokens", w.new_tokens},
+          {"cached_tokens", w.cached_tokens},
+          {"context", w.context()},
+          {"miss_rate", w.miss_rate()},
+          {"phase", to_string(w.phase())}};
+}
+
+}  // namespace
+
+std::string point_filter(const Point& p) {
+  std::string f;
+  for (const auto& [k, v] : p.params) {
+    if (!f.empty()) f += " and ";
+    if (std::holds_alternative<std::string>(v))
+      f += fmt::format("{} == '{}'", k, std::get<std::string>(v));
+    else if (std::holds_alternative<bool>(v))
+      f += fmt::format("{} == {}", k, std::get<bool>(v) ? "true" : "false");
+    else
+      f += fmt::format("{} == {}", k, to_string(v));
+  }
+  return f;
+}
+
+nlohmann::json point_record(const Point& p, const std::string& backend, const std::string& status,
+                            const std::string& error, const ExecResult* res,
+                            const nlohmann::json& provenance, const std::string& repro) {
+  nlohmann::json r;
+  r["schema"] = kRecordSchema;
+  r["point_id"] = p.id;
+  r["index"] = p.index;
+  r["status"] = status;
+  r["error"] = error.empty() ? nlohmann::json(nullptr) : nlohmann::json(error);
+  nlohmann::json cfg = nlohmann::json::object();
+  for (const auto& [k, v] : p.params) cfg[k] = param_json(v);
+  r["config"] = cfg;
+  r["strategy"] = p.strategy;
+  r["layout"] = to_string(p.layout);
+  r["cp"] = p.cp;
+  r["backend"] = backend;
+  r["workload"] = workload_json(p.workload);
+  r["provenance"] = provenance;
+  r["repro"] = repro;
+  if (res == nullptr) return r;
+
+  const int n = static_cast<int>(res->ranks.size());
+  TimeStats ts = summarize(res->iteration_times_s);
+  nlohmann::json time = to_json(ts);
+  // cpu: host wall clock around each iteration; cuda: CUDA events. Max over ranks per iteration.
+  time["clock"] = backend == "cpu" ? "wall" : "cuda_event";
+  time["unit"] = "s";
+  time["reduction"] = "max over ranks per iteration";
+  time["samples"] = res->iteration_times_s;
+  r["time"] = time;
+
+  const double flops = workload_flops(p.workload);
+  nlohmann::json per_rank_flops = nlohmann::json::array();
+  for (const auto& rk : res->ranks) per_rank_flops.push_back(rk.accounting.total().flops);
+  r["flops"] = {{"total", flops},
+                {"per_rank", per_rank_flops},
+                {"convention", "4*B*H*d per visible (query, key) pair; masked work not counted"}};
+  r["tflops_per_gpu"] = ts.median > 0 ? flops / n / ts.median / 1e12 : 0.0;
+
+  nlohmann::json comm_ranks = nlohmann::json::array();
+  int64_t max_sent = 0;
+  for (int i = 0; i < n; ++i) {
+    nlohmann::json phases = nlohmann::json::object();
+    for (const auto& [name, c] : res->ranks[i].accounting.phases) {
+      if (c.bytes_sent == 0 && c.bytes_recv == 0) continue;
+      phases[name] = {{"bytes_sent", c.bytes_sent}, {"bytes_recv", c.bytes_recv}, {"ops", c.ops}};
+    }
+    max_sent = std::max(max_sent, res->ranks[i].accounting.total().bytes_sent);
+    comm_ranks.push_back({{"rank", i}, {"phases", phases}});
+  }
+  // The cpu backend does not time communication separately, so algbw/busbw and the exposed
+  // comm time are not measured there (null), never estimated.
+  r["comm"] = {{"per_rank", comm_ranks},
+               {"max_bytes_sent_per_rank", max_sent},
+               {"algbw_GBps", nullptr},
+               {"busbw_GBps", nullptr},
+               {"exposed_comm_s", nullptr},
+               {"overlap_fraction", nullptr}};
+
+  nlohmann::json mem = nlohmann::json::array();
+  for (const auto& rk : res->ranks) mem.push_back(rk.peak_memory_bytes);
+  r["memory"] = {{"peak_bytes_per_rank", mem}};
+
+  const auto& v = res->verify;
+  if (v.ran) {
+    r["verify"] = {{"ran", true},
+                   {"passed", v.passed()},
+                   {"finite", v.finite},
+                   {"max_abs_err", v.max_abs_err},
+                   {"max_rel_err", v.max_rel_err},
+                   {"lse_max_abs_err", v.lse_max_abs_err},
+                   {"tolerance", v.tolerance},
+                   {"reference", "fp64 on the unsharded problem (cpu)"}};
+  } else {
+    r["verify"] = {{"ran", false}};
+  }
+  return r;
+}
+
+}  // namespace cpb

@@ -1,0 +1,320 @@
+// The sweep driver behind `cpbench run`.
+#include "harness/runner/sweep.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "harness/config/config.hpp"
+#include "harness/io/provenance.hpp"
+#include "harness/io/results.hpp"
+#include "harness/runner/record.hpp"
+#include "harness/runner/runner.hpp"
+#include "harness/runner/stats.hpp"
+#include "strategies/strategy.hpp"
+
+#ifdef CPBENCH_HAVE_CUDA
+#include "kernels/cuda/device.hpp"
+#endif
+
+namespace cpb {
+namespace {
+
+void say(const std::string& line) {
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+std::string hms(double s) {
+  auto t = static_cast<long long>(s + 0.5);
+  return fmt::format("{:02}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60);
+}
+
+std::string short_desc(const Point& p) {
+  return fmt::format("{} {} cp={} {} T={} P={}", p.strategy, to_string(p.layout), p.cp,
+                     to_string(p.workload.mask), p.workload.new_tokens, p.workload.cached_tokens);
+}
+
+ExecSpec spec_for(const Point& p, const Experiment& ex) {
+  ExecSpec s;
+  s.strategy = p.strategy;
+  s.layout = p.layout;
+  s.cp = p.cp;
+  s.workload = p.workload;
+  s.seed = p.seed;
+  s.ulysses = p.ulysses;
+  s.warmup = ex.warmup;
+  s.iterations = ex.iterations;
+  s.verify = ex.verify;
+  s.timeout_s = ex.timeout_s;
+  return s;
+}
+
+// bench.json in Google Benchmark's schema (one entry per ran point, median time), so its
+// compare.py works on two runs.
+nlohmann::json bench_json(const std::vector<nlohmann::json>& records, const nlohmann::json& prov) {
+  nlohmann::json b;
+  b["context"] = {{"date", utc_iso8601()},
+                  {"host_name", prov.value("host", "unknown")},
+                  {"executable", "cpbench"},
+                  {"library_build_type", "release"}};
+  b["benchmarks"] = nlohmann::json::array();
+  for (const auto& r : records) {
+    if (r.value("status", "") != "ok" || !r.contains("time")) continue;
+    double med = r["time"].value("median", 0.0);
+    b["benchmarks"].push_back({{"name", r["point_id"]},
+                               {"run_name", r["point_id"]},
+                               {"run_type", "iteration"},
+                               {"repetitions", 1},
+                               {"iterations", r["time"].value("n", 0)},
+                               {"real_time", med * 1e3},
+                               {"cpu_time", med * 1e3},
+                               {"time_unit", "ms"},
+                               {"tflops_per_gpu", r.value("tflops_per_gpu", 0.0)}});
+  }
+  return b;
+}
+
+}  // namespace
+
+BackendChoice resolve_backend(const std::string& requested, std::string* error) {
+  int gpus = 0;
+#ifdef CPBENCH_HAVE_CUDA
+  gpus = static_cast<int>(cuda::visible_devices().size());
+#endif
+  if (requested == "cpu") return {"cpu", "requested"};
+  if (requested == "auto" || requested.empty()) {
+    // The cuda executor lands with Step C; until then every machine runs the cpu reference.
+    if (gpus > 0)
+      return {"cpu", fmt::format("{} GPU(s) visible, but the cuda backend is not implemented in "
+                                 "this build yet: running the cpu reference",
+                                 gpus)};
+    return {"cpu", "no GPU visible"};
+  }
+  if (requested == "cuda" || requested == "sim") {
+    *error = fmt::format(
+        "backend '{}' is not implemented in this build yet: use --backend cpu (or auto)",
+        requested);
+    return {};
+  }
+  *error = fmt::format("unknown backend '{}': use auto, cpu, cuda or sim", requested);
+  return {};
+}
+
+int run_sweep(const SweepOptions& opts) {
+  ParseOptions po;
+  po.strategies = strategy_names();
+  po.filter = opts.filter;
+  auto loaded = load_experiment(opts.config, po);
+  if (!loaded) {
+    say("error: " + loaded.error().str());
+    return 2;
+  }
+  Experiment& ex = *loaded;
+  std::string berr;
+  BackendChoice backend = resolve_backend(opts.backend.empty() ? ex.backend : opts.backend, &berr);
+  if (!berr.empty()) {
+    say("error: " + berr);
+    return 2;
+  }
+  if (ex.points.empty()) {
+    say(fmt::format("error: {}: no points left after `where`{}: loosen them", opts.config,
+                    opts.filter.empty() ? "" : " and --filter"));
+    return 2;
+  }
+
+  // Every point is checked before anything runs.
+  std::vector<std::string> invalid(ex.points.size());
+  int n_invalid = 0;
+  for (size_t i = 0; i < ex.points.size(); ++i) {
+    Status st = check_point(spec_for(ex.points[i], ex));
+    if (!st.ok()) {
+      invalid[i] = st.error().str();
+      ++n_invalid;
+    }
+  }
+
+  if (opts.dry_run) {
+    std::printf("%s: %zu points (backend %s: %s)\n", ex.name.c_str(), ex.points.size(),
+                backend.name.c_str(), backend.why.c_str());
+    for (size_t i = 0; i < ex.points.size(); ++i) {
+      const Point& p = ex.points[i];
+      std::printf("%4zu  %-7s %s\n", i, invalid[i].empty() ? "ok" : "INVALID", p.id.c_str());
+      if (!invalid[i].empty()) std::printf("      -> %s\n", invalid[i].c_str());
+    }
+    return n_invalid ? 1 : 0;
+  }
+  for (size_t i = 0; i < ex.points.size(); ++i)
+    if (!invalid[i].empty())
+      say(fmt::format("invalid point {} ({}): {}", i, short_desc(ex.points[i]), invalid[i]));
+
+  // The run folder: a new one, or the one to resume.
+  RunFolder folder;
+  std::set<std::string> done;
+  if (opts.resume) {
+    std::string dir = opts.run_dir;
+    if (dir.empty()) {
+      auto latest = latest_run_folder(opts.out, ex.name);
+      if (!latest) {
+        say("error: " + latest.error().str());
+        return 2;
+      }
+      dir = *latest;
+    }
+    if (!std::filesystem::exists(std::filesystem::path(dir) / "manifest.json")) {
+      say(fmt::format("error: --resume: {} holds no manifest.json: not a run folder", dir));
+      return 2;
+    }
+    folder.dir = dir;
+    if (std::filesystem::exists(folder.results_path())) {
+      auto prev = read_jsonl(folder.results_path());
+      if (!prev) {
+        say("error: " + prev.error().str());
+        return 2;
+      }
+      done = finished_point_ids(*prev);
+    }
+  } else if (!opts.run_dir.empty()) {
+    std::error_code ec;
+    if (std::filesystem::exists(std::filesystem::path(opts.run_dir) / "results.jsonl")) {
+      say(fmt::format("error: --run-dir {} already holds results: add --resume to continue it",
+                      opts.run_dir));
+      return 2;
+    }
+    std::filesystem::create_directories(opts.run_dir, ec);
+    if (ec) {
+      say(fmt::format("error: cannot create {}: {}", opts.run_dir, ec.message()));
+      return 2;
+    }
+    folder.dir = opts.run_dir;
+  } else {
+    auto created = create_run_folder(opts.out, ex.name);
+    if (!created) {
+      say("error: " + created.error().str());
+      return 2;
+    }
+    folder = *created;
+  }
+
+  std::vector<const char*> argv_c;
+  for (const auto& a : opts.argv) argv_c.push_back(a.c_str());
+  nlohmann::json prov = collect_provenance(static_cast<int>(argv_c.size()), argv_c.data());
+  nlohmann::json manifest = {{"schema", "cpbench.manifest/1"},
+                             {"name", ex.name},
+                             {"description", ex.description},
+                             {"config_path", ex.path},
+                             {"config_text", ex.text},
+                             {"backend", backend.name},
+                             {"backend_reason", backend.why},
+                             {"warmup", ex.warmup},
+                             {"iterations", ex.iterations},
+                             {"verify", ex.verify},
+                             {"filter", opts.filter},
+                             {"points_total", ex.points.size()},
+                             {"status", "running"},
+                             {"started", utc_iso8601()},
+                             {"provenance", prov}};
+  if (opts.resume) {
+    // Keep what the first invocation recorded; note this one.
+    std::ifstream old(folder.manifest_path());
+    nlohmann::json prev = nlohmann::json::parse(old, nullptr, /*allow_exceptions=*/false);
+    if (prev.is_object()) {
+      nlohmann::json resumes = prev.value("resumes", nlohmann::json::array());
+      resumes.push_back({{"started", manifest["started"]}, {"provenance", prov}});
+      manifest["started"] = prev.value("started", manifest["started"].get<std::string>());
+      manifest["provenance"] = prev.value("provenance", prov);
+      manifest["resumes"] = resumes;
+    }
+  }
+  auto write_manifest = [&]() -> bool {
+    Status st = write_file_atomic(folder.manifest_path(), manifest.dump(2) + "\n");
+    if (!st.ok()) say("error: " + st.error().str());
+    return st.ok();
+  };
+  if (!write_manifest()) return 2;
+  auto writer = JsonlWriter::open(folder.results_path());
+  if (!writer) {
+    say("error: " + writer.error().str());
+    return 2;
+  }
+
+  say(fmt::format("{}: {} points on {} ({}), writing {}", ex.name, ex.points.size(), backend.name,
+                  backend.why, folder.dir));
+  nlohmann::json brief = {{"git", prov.value("git", nlohmann::json())},
+                          {"host", prov.value("host", "unknown")},
+                          {"cpu", prov.value("cpu", nlohmann::json())},
+                          {"cpbench_version", prov.value("cpbench_version", "unknown")}};
+  int failures = 0, ran = 0, skipped = 0;
+  const size_t total = ex.points.size();
+  auto t_start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < total; ++i) {
+    const Point& p = ex.points[i];
+    if (done.count(p.id)) {
+      ++skipped;
+      continue;
+    }
+    std::string repro = fmt::format("cpbench run {} --backend {} --filter {}",
+                                    shell_quote(ex.path), backend.name,
+                                    shell_quote(point_filter(p)));
+    nlohmann::json rec;
+    std::string line;
+    if (!invalid[i].empty()) {
+      rec = point_record(p, backend.name, "invalid", invalid[i], nullptr, brief, repro);
+      line = "INVALID " + invalid[i];
+      ++failures;
+    } else {
+      auto res = execute_point(spec_for(p, ex));
+      if (!res) {
+        rec = point_record(p, backend.name, "error", res.error().str(), nullptr, brief, repro);
+        line = "ERROR " + res.error().str();
+        ++failures;
+      } else {
+        bool wrong = res->verify.ran && !res->verify.passed();
+        rec = point_record(p, backend.name, wrong ? "wrong" : "ok",
+                           wrong ? fmt::format("verification failed: max_rel_err {:.3g} > {:.3g}",
+                                               res->verify.max_rel_err, res->verify.tolerance)
+                                 : "",
+                           &*res, brief, repro);
+        TimeStats ts = summarize(res->iteration_times_s);
+        line = fmt::format("{} median {:.3f} ms{}", wrong ? "WRONG" : "ok", ts.median * 1e3,
+                           res->verify.ran ? fmt::format("  rel_err {:.1e}", res->verify.max_rel_err)
+                                           : "");
+        if (wrong) ++failures;
+      }
+    }
+    Status st = writer->append(rec);
+    if (!st.ok()) {
+      say("error: " + st.error().str());
+      return 2;
+    }
+    ++ran;
+    if (!opts.quiet) {
+      double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+      size_t remaining = total - i - 1;
+      double eta = ran > 0 ? elapsed / ran * static_cast<double>(remaining) : 0;
+      say(fmt::format("[{:>{}}/{}] {:<48} {}  elapsed {} ETA {}", i + 1,
+                      std::to_string(total).size(), total, short_desc(p), line, hms(elapsed),
+                      hms(eta)));
+    }
+  }
+
+  auto all = read_jsonl(folder.results_path());
+  if (all) {
+    Status st = write_file_atomic(folder.bench_path(), bench_json(*all, prov).dump(2) + "\n");
+    if (!st.ok()) say("warning: " + st.error().str());
+  }
+  manifest["status"] = "complete";
+  manifest["finished"] = utc_iso8601();
+  manifest["points_run"] = ran;
+  manifest["points_skipped_on_resume"] = skipped;
+  manifest["points_failed"] = failures;
+  if (!write_manifest()) return 2;
+  say(fmt::format("{}: {} points run, {} skipped (already done), {} failed or invalid -> {}",
+                  ex.name, ran, skipped, failures, folder.dir));
+  return failures ? 1 : 0;
+}
+
+}  // namespace cpb

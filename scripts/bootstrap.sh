@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what cpbench needs to build and test, if it is missing: Debian/Ubuntu packages through
+# apt-get (run as root, or with sudo). Safe to run again: it installs nothing that is present.
+set -euo pipefail
+
+packages=(cmake ninja-build g++ git pkg-config libyaml-cpp-dev libfmt-dev libcli11-dev
+          nlohmann-json3-dev libgtest-dev libgmock-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "bootstrap: installing ${missing[*]}" >&2
+  if [[ $(id -u) -eq 0 ]]; then
+    sudo=()
+  elif command -v sudo >/dev/null; then
+    sudo=(sudo)
+  else
+    echo "bootstrap: missing packages (${missing[*]}) and not root: install them, then rerun" >&2
+    exit 2
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# CMake presets need 3.25 (Debian 12 ships 3.25.1, Ubuntu 24.04 3.28).
+ver=$(cmake --version | head -1 | awk '{print $3}')
+if [[ $(printf '%s\n3.25.0\n' "$ver" | sort -V | head -1) != 3.25.0 ]]; then
+  echo "bootstrap: cmake $ver is older than 3.25: install a newer cmake" >&2
+  exit 2
+fi
