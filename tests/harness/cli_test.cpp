@@ -1,0 +1,301 @@
+// The cpbench command end to end: every bad input exits non-zero with one clear line and writes
+// nothing; an invalid point becomes a record while the sweep goes on; --dry-run writes nothing;
+// --resume completes an interrupted run to the same set of points; attend round-trips .npy.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "harness/io/npy.hpp"
+#include "harness/io/results.hpp"
+#include "harness/runner/runner.hpp"
+
+namespace cpb {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CmdResult {
+  int code = -1;
+  std::string out;
+};
+
+CmdResult cpbench(const std::string& args) {
+  std::string cmd = std::string(CPBENCH_BINARY) + " " + args + " 2>&1";
+  CmdResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("cpbench_cli_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& text) {
+    auto p = dir_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+  std::string out() const { return (dir_ / "runs").string(); }
+  bool wrote_nothing() const { return !fs::exists(dir_ / "runs"); }
+  std::vector<nlohmann::json> records() const {
+    for (const auto& e : fs::directory_iterator(dir_ / "runs")) {
+      auto r = read_jsonl((e.path() / "results.jsonl").string());
+      if (r.ok()) return *r;
+    }
+    return {};
+  }
+
+  fs::path dir_;
+};
+
+const char* kGood = R"(name: t
+iterations: 1
+warmup: 0
+defaults: {heads: 4, kv_heads: 2, head_dim: 8, new_tokens: 12}
+axes:
+  strategy: [ring_pass_kv, allgather]
+  cp: [1, 2, 3]
+)";
+
+TEST_F(Cli, RunWritesOneRecordPerPointAndAManifest) {
+  auto cfg = write("good.yaml", kGood);
+  CmdResult r = cpbench("run " + cfg + " --backend cpu --out " + out());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[6/6]"), std::string::npos) << "progress line: " << r.out;
+  EXPECT_NE(r.out.find("ETA"), std::string::npos);
+  auto recs = records();
+  ASSERT_EQ(recs.size(), 6u);
+  for (const auto& rec : recs) {
+    EXPECT_EQ(rec["status"], "ok");
+    EXPECT_TRUE(rec["verify"]["passed"].get<bool>());
+    EXPECT_EQ(rec["time"]["clock"], "wall");
+    EXPECT_GT(rec["tflops_per_gpu"].get<double>(), 0);
+    EXPECT_EQ(rec["memory"]["peak_bytes_per_rank"].size(), rec["cp"].get<size_t>());
+  }
+  for (const auto& e : fs::directory_iterator(dir_ / "runs")) {
+    std::ifstream m(e.path() / "manifest.json");
+    auto j = nlohmann::json::parse(m);
+    EXPECT_EQ(j["status"], "complete");
+    EXPECT_EQ(j["points_total"], 6);
+    EXPECT_TRUE(fs::exists(e.path() / "bench.json"));
+    EXPECT_EQ(e.path().filename().string().rfind("t-", 0), 0u);
+  }
+}
+
+TEST_F(Cli, InvalidPointIsRecordedAndTheSweepGoesOn) {
+  // 12 new tokens: zigzag needs a multiple of 2*cp, so cp = 5 is invalid, cp = 3 is fine.
+  auto cfg = write("bad_point.yaml", R"(name: t
+iterations: 1
+defaults: {heads: 4, kv_heads: 2, head_dim: 8, new_tokens: 12, layout: zigzag}
+axes:
+  cp: [3, 5, 2]
+)");
+  CmdResult r = cpbench("run " + cfg + " --backend cpu --out " + out());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("multiple of 10"), std::string::npos) << r.out;
+  auto recs = records();
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(recs[0]["status"], "ok");
+  EXPECT_EQ(recs[1]["status"], "invalid");
+  EXPECT_NE(recs[1]["error"].get<std::string>().find("multiple of 10"), std::string::npos);
+  EXPECT_EQ(recs[2]["status"], "ok");
+}
+
+TEST_F(Cli, DryRunPrintsPointsAndWritesNothing) {
+  auto cfg = write("good.yaml", kGood);
+  CmdResult r = cpbench("run " + cfg + " --dry-run --out " + out());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("6 points"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("strategy=allgather"), std::string::npos) << r.out;
+  EXPECT_TRUE(wrote_nothing());
+}
+
+TEST_F(Cli, FilterSelectsPoints) {
+  auto cfg = write("good.yaml", kGood);
+  CmdResult r = cpbench("run " + cfg + " --backend cpu --out " + out() +
+                  " --filter \"strategy == allgather and cp >= 2\"");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(records().size(), 2u);
+}
+
+TEST_F(Cli, ResumeCompletesAnInterruptedRun) {
+  auto cfg = write("good.yaml", kGood);
+  ASSERT_EQ(cpbench("run " + cfg + " --backend cpu --out " + out()).code, 0);
+  fs::path run = fs::directory_iterator(dir_ / "runs")->path();
+  auto full = records();
+  std::set<std::string> want;
+  for (const auto& r : full) want.insert(r["point_id"].get<std::string>());
+  // Keep two records and half of a third, as a killed run could leave them.
+  std::string text;
+  {
+    std::ifstream in(run / "results.jsonl");
+    std::string line;
+    for (int i = 0; i < 3 && std::getline(in, line); ++i) text += i < 2 ? line + "\n" : line.substr(0, 20);
+  }
+  std::ofstream(run / "results.jsonl", std::ios::trunc) << text;
+  CmdResult r = cpbench("run " + cfg + " --backend cpu --out " + out() + " --resume");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("4 points run, 2 skipped"), std::string::npos) << r.out;
+  auto again = read_jsonl((run / "results.jsonl").string());
+  ASSERT_TRUE(again.ok());
+  std::set<std::string> got;
+  for (const auto& rec : *again) EXPECT_TRUE(got.insert(rec["point_id"].get<std::string>()).second);
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(Cli, ResumeWithoutARunFolderSaysWhatToDo) {
+  auto cfg = write("good.yaml", kGood);
+  CmdResult r = cpbench("run " + cfg + " --backend cpu --out " + out() + " --resume");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--resume"), std::string::npos) << r.out;
+}
+
+struct BadConfig {
+  const char* name;
+  const char* yaml;
+  const char* expect;  // substring of the one-line message
+};
+
+class CliBadConfig : public Cli, public ::testing::WithParamInterface<BadConfig> {};
+
+TEST_P(CliBadConfig, ExitsTwoWithOneClearLineAndWritesNothing) {
+  const auto& c = GetParam();
+  auto cfg = write("bad.yaml", c.yaml);
+  CmdResult r = cpbench("run " + cfg + " --backend cpu --out " + out());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find(c.expect), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+  EXPECT_TRUE(wrote_nothing());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Inputs, CliBadConfig,
+    ::testing::Values(
+        BadConfig{"unknown_key", "name: t\ndefaults: {heads: 4, kv_heads: 4, head_dim: 8, new_tokens: 4}\naxes:\n  cpp: [1]\n",
+                  "bad.yaml:4"},
+        BadConfig{"unknown_key_names_key", "name: t\ndefaults: {heads: 4, kv_heads: 4, head_dim: 8, new_tokens: 4}\naxes:\n  cpp: [1]\n",
+                  "cpp"},
+        BadConfig{"wrong_type", "name: t\ndefaults: {heads: four, kv_heads: 4, head_dim: 8, new_tokens: 4}\n",
+                  "heads"},
+        BadConfig{"empty_axis", "name: t\ndefaults: {heads: 4, kv_heads: 4, head_dim: 8, new_tokens: 4}\naxes:\n  cp: []\n",
+                  "cp"},
+        BadConfig{"cp_zero", "name: t\ndefaults: {heads: 4, kv_heads: 4, head_dim: 8, new_tokens: 4, cp: 0}\n",
+                  "cp"},
+        BadConfig{"cp_negative", "name: t\ndefaults: {heads: 4, kv_heads: 4, head_dim: 8, new_tokens: 4, cp: -2}\n",
+                  "cp"},
+        BadConfig{"miss_rate_zero", "name: t\ndefaults: {heads: 4, kv_heads: 4, head_dim: 8, context: 100, miss_rate: 0}\n",
+                  "miss_rate"},
+        BadConfig{"miss_rate_above_one", "name: t\ndefaults: {heads: 4, kv_heads: 4, head_dim: 8, context: 100, miss_rate: 1.5}\n",
+                  "miss_rate"},
+        BadConfig{"unknown_strategy", "name: t\ndefaults: {heads: 4, kv_heads: 4, head_dim: 8, new_tokens: 4, strategy: ring}\n",
+                  "ring_pass_kv"},
+        BadConfig{"unknown_layout", "name: t\ndefaults: {heads: 4, kv_heads: 4, head_dim: 8, new_tokens: 4, layout: zz}\n",
+                  "zigzag"},
+        BadConfig{"unknown_preset", "name: t\ndefaults: {preset: llama9, new_tokens: 4}\n",
+                  "llama3-8b"},
+        BadConfig{"syntax", "name: t\ndefaults: {heads: [4\n", "bad.yaml"},
+        BadConfig{"heads_not_multiple_of_kv_heads",
+                  "name: t\ndefaults: {heads: 6, kv_heads: 4, head_dim: 8, new_tokens: 4}\n",
+                  "kv_heads"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(Cli, MissingConfigFile) {
+  CmdResult r = cpbench("run " + (dir_ / "nope.yaml").string() + " --out " + out());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("nope.yaml"), std::string::npos) << r.out;
+  EXPECT_TRUE(wrote_nothing());
+}
+
+TEST_F(Cli, BackendNotYetBuiltSaysWhatToUse) {
+  auto cfg = write("good.yaml", kGood);
+  CmdResult r = cpbench("run " + cfg + " --backend sim --out " + out());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--backend cpu"), std::string::npos) << r.out;
+  EXPECT_TRUE(wrote_nothing());
+}
+
+TEST_F(Cli, ListShowsStrategiesLayoutsAndPresets) {
+  CmdResult r = cpbench("list");
+  EXPECT_EQ(r.code, 0);
+  for (const char* s : {"ring_pass_kv", "allgather", "zigzag", "striped", "llama3-405b-tp8", "cpu"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s;
+}
+
+// attend: Q/K/V from .npy, O and LSE to .npy, equal to the reference.
+TEST_F(Cli, AttendRoundTripsNpy) {
+  Workload w{.heads = 4, .kv_heads = 2, .head_dim = 8, .dtype = DType::fp32, .new_tokens = 12,
+             .cached_tokens = 5};
+  Inputs in = random_inputs(w, 3);
+  auto q = (dir_ / "q.npy").string(), k = (dir_ / "k.npy").string(), v = (dir_ / "v.npy").string();
+  ASSERT_TRUE(write_npy(q, {12, 4, 8}, in.q.data()).ok());
+  ASSERT_TRUE(write_npy(k, {17, 2, 8}, in.k.data()).ok());
+  ASSERT_TRUE(write_npy(v, {17, 2, 8}, in.v.data()).ok());
+  auto o = (dir_ / "o.npy").string(), l = (dir_ / "lse.npy").string();
+  CmdResult r = cpbench("attend --q " + q + " --k " + k + " --v " + v +
+                  " --strategy ring_pass_kv --cp 3 --layout zigzag --causal --cached-tokens 5 --out " +
+                  o + " --lse " + l);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto on = read_npy(o);
+  auto ln = read_npy(l);
+  ASSERT_TRUE(on.ok() && ln.ok());
+  EXPECT_EQ(on->shape, (std::vector<int64_t>{12, 4, 8}));
+  EXPECT_EQ(ln->shape, (std::vector<int64_t>{12, 4}));
+  auto ref = verify_against_reference(w, in, on->data, ln->data, 1e-5);
+  EXPECT_TRUE(ref.passed()) << ref.max_rel_err;
+}
+
+TEST_F(Cli, AttendRejectsBadNpy) {
+  Workload w{.heads = 4, .kv_heads = 2, .head_dim = 8, .dtype = DType::fp32, .new_tokens = 4};
+  Inputs in = random_inputs(w, 3);
+  auto q = (dir_ / "q.npy").string(), k = (dir_ / "k.npy").string(), v = (dir_ / "v.npy").string();
+  ASSERT_TRUE(write_npy(q, {4, 4, 8}, in.q.data()).ok());
+  ASSERT_TRUE(write_npy(k, {4, 2, 8}, in.k.data()).ok());
+  ASSERT_TRUE(write_npy(v, {4, 2, 8}, in.v.data()).ok());
+  auto garbage = write("garbage.npy", "not a numpy file at all");
+  auto flat = (dir_ / "flat.npy").string();
+  ASSERT_TRUE(write_npy(flat, {4 * 2 * 8}, in.k.data()).ok());
+  auto v3 = (dir_ / "v3.npy").string();
+  ASSERT_TRUE(write_npy(v3, {2, 2, 8}, in.v.data()).ok());
+  auto o = (dir_ / "o.npy").string();
+  struct Case {
+    std::string args, expect;
+  } cases[] = {
+      {"--q " + (dir_ / "missing.npy").string() + " --k " + k + " --v " + v, "missing.npy"},
+      {"--q " + garbage + " --k " + k + " --v " + v, "garbage.npy"},
+      {"--q " + q + " --k " + flat + " --v " + v, "3-d"},
+      {"--q " + q + " --k " + k + " --v " + v3, "same shape"},
+      {"--q " + q + " --k " + k + " --v " + v + " --cached-tokens 3", "--cached-tokens"},
+      {"--q " + q + " --k " + k + " --v " + v + " --strategy nope", "unknown strategy"},
+      {"--q " + q + " --k " + k + " --v " + v + " --layout nope", "unknown layout"},
+      {"--q " + q + " --k " + k + " --v " + v + " --cp 0", "--cp"},
+      {"--q " + q + " --k " + k + " --v " + v + " --cp 3 --layout zigzag", "multiple of 6"},
+  };
+  for (const auto& c : cases) {
+    CmdResult r = cpbench("attend " + c.args + " --out " + o);
+    EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out;
+    EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.args << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(o)) << c.args;
+  }
+}
+
+}  // namespace
+}  // namespace cpb
