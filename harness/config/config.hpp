@@ -87,17 +87,5 @@ Expected<std::vector<Point>> filter_points(std::vector<Point> points, std::strin
                                            const std::set<std::string>& symbols,
                                            std::string_view what);
 
-// The keys a point may set in `defaults`, `axes` and `zip` (sorted); also the names that `where`
-// and --filter may use.
-const std::set<std::string>& point_keys();
-// The bare words `where` and --filter accept as strings (see harness/config/expr.hpp): layout,
-// mask, dtype, phase and backend names, the given strategy names and the given presets' names.
-std::set<std::string> expr_symbols(const std::vector<std::string>& strategies,
-                                   const std::map<std::string, Preset>& presets);
-// Keeps the points for which `expr` is true and renumbers them 0..n-1, for a --filter applied
-// to an already expanded experiment. `what` names the expression in errors ("--filter").
-Expected<std::vector<Point>> filter_points(std::vector<Point> points, std::string_view expr,
-                                           const std::set<std::string>& symbols,
-                                           std::string_view what);
 
 }  // namespace cpb

@@ -34,7 +34,7 @@ std::string point_filter(const Point& p) {
   for (const auto& [k, v] : p.params) {
     if (!f.empty()) f += " and ";
     if (std::holds_alternative<std::string>(v))
-      f += fmt::format("{} == '{}'", k, std::get<std::string>(v));
+      f += fmt::format("{} == \"{}\"", k, std::get<std::string>(v));
     else if (std::holds_alternative<bool>(v))
       f += fmt::format("{} == {}", k, std::get<bool>(v) ? "true" : "false");
     else
@@ -82,21 +82,23 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
                 {"convention", "4*B*H*d per visible (query, key) pair; masked work not counted"}};
   r["tflops_per_gpu"] = ts.median > 0 ? flops / n / ts.median / 1e12 : 0.0;
 
-  nlohmann::json comm_ranks = nlohmann::json::array();
+  // Per rank and per phase: bytes sent and received, mask-aware attention FLOPs, op count.
+  nlohmann::json acct = nlohmann::json::array();
   int64_t max_sent = 0;
   for (int i = 0; i < n; ++i) {
     nlohmann::json phases = nlohmann::json::object();
-    for (const auto& [name, c] : res->ranks[i].accounting.phases) {
-      if (c.bytes_sent == 0 && c.bytes_recv == 0) continue;
-      phases[name] = {{"bytes_sent", c.bytes_sent}, {"bytes_recv", c.bytes_recv}, {"ops", c.ops}};
-    }
+    for (const auto& [name, c] : res->ranks[i].accounting.phases)
+      phases[name] = {{"bytes_sent", c.bytes_sent},
+                      {"bytes_recv", c.bytes_recv},
+                      {"flops", c.flops},
+                      {"ops", c.ops}};
     max_sent = std::max(max_sent, res->ranks[i].accounting.total().bytes_sent);
-    comm_ranks.push_back({{"rank", i}, {"phases", phases}});
+    acct.push_back({{"rank", i}, {"phases", phases}});
   }
+  r["accounting"] = acct;
   // The cpu backend does not time communication separately, so algbw/busbw and the exposed
   // comm time are not measured there (null), never estimated.
-  r["comm"] = {{"per_rank", comm_ranks},
-               {"max_bytes_sent_per_rank", max_sent},
+  r["comm"] = {{"max_bytes_sent_per_rank", max_sent},
                {"algbw_GBps", nullptr},
                {"busbw_GBps", nullptr},
                {"exposed_comm_s", nullptr},

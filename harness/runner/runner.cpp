@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -135,12 +136,48 @@ VerifyReport verify_against_reference(const Workload& w, const Inputs& in,
   return rep;
 }
 
+int64_t cpu_host_bytes_estimate(const ExecSpec& spec, const Placement& pl) {
+  const Workload& w = spec.workload;
+  const int64_t n = spec.cp;
+  const int64_t q = w.batch * w.new_tokens * w.heads * w.head_dim;
+  const int64_t kv = w.batch * w.context() * w.kv_heads * w.head_dim;
+  int64_t bytes = 4 * (q + 2 * kv) + 4 * (q + q / w.head_dim);  // inputs, gathered O and LSE
+  if (spec.verify) bytes += 8 * (q + q / w.head_dim) + 8 * w.context();
+  // Per rank: q, o, lse shards; its K/V block, up to N gathered blocks and scratch.
+  const int64_t block = packed_kv_elems(w, pl.max_kv_count());
+  const int64_t qr = w.batch * pl.max_q_count() * w.heads * w.head_dim;
+  bytes += n * 4 * (3 * qr + (n + 3) * block);
+  return bytes;
+}
+
+int64_t host_available_bytes() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  int64_t kb = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    long long v = 0;
+    if (std::sscanf(line, "MemAvailable: %lld kB", &v) == 1) {
+      kb = v;
+      break;
+    }
+  }
+  std::fclose(f);
+  return kb < 0 ? -1 : kb * 1024;
+}
+
 Status check_point(const ExecSpec& spec) {
   const StrategyInfo* info = find_strategy(spec.strategy);
   CPB_REQUIRE(info != nullptr, "unknown strategy '{}': `cpbench list` shows the registered ones",
               spec.strategy);
   CPB_ASSIGN_OR_RETURN(Placement pl, Placement::make(spec.workload, spec.layout, spec.cp));
-  return info->check(StrategyContext{spec.workload, pl, spec.ulysses});
+  CPB_TRY(info->check(StrategyContext{spec.workload, pl, spec.ulysses}));
+  const int64_t need = cpu_host_bytes_estimate(spec, pl), avail = host_available_bytes();
+  CPB_REQUIRE(avail < 0 || need <= avail * 8 / 10,
+              "the cpu backend needs about {:.1f} GiB of host memory for this point, {:.1f} GiB "
+              "is available: use fewer tokens, heads or batch (or a GPU backend)",
+              static_cast<double>(need) / (1 << 30), static_cast<double>(avail) / (1 << 30));
+  return {};
 }
 
 Expected<ExecResult> execute_point(const ExecSpec& spec) {

@@ -65,8 +65,16 @@ struct ExecResult {
   VerifyReport verify;
 };
 
-// Checks that the point can run (placement divisibility, strategy limits) without running it.
+// Checks that the point can run (placement divisibility, strategy limits, memory) without
+// running it.
 Status check_point(const ExecSpec& spec);
+
+// Host bytes a cpu-backend run of the point needs at most: the global inputs and outputs, the
+// fp64 reference when verifying, and every rank's buffers (all ranks live in one process), with
+// the largest strategy working set (N gathered K/V blocks).
+int64_t cpu_host_bytes_estimate(const ExecSpec& spec, const Placement& pl);
+// MemAvailable of /proc/meminfo in bytes; -1 when unknown.
+int64_t host_available_bytes();
 Expected<ExecResult> execute_point(const ExecSpec& spec);
 
 // Compares O and LSE with the fp64 reference of the same inputs.

@@ -9,11 +9,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <memory>
 #include <string>
 
 #include "harness/io/npy.hpp"
 #include "harness/io/results.hpp"
 #include "harness/runner/runner.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace cpb {
 namespace {
@@ -41,13 +43,10 @@ CmdResult cpbench(const std::string& args) {
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("cpbench_cli_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    tmp_ = std::make_unique<testing_support::TempDir>("cpbench_cli");
+    dir_ = tmp_->path();
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override { tmp_.reset(); }
 
   std::string write(const std::string& name, const std::string& text) {
     auto p = dir_ / name;
@@ -64,6 +63,7 @@ class Cli : public ::testing::Test {
     return {};
   }
 
+  std::unique_ptr<testing_support::TempDir> tmp_;
   fs::path dir_;
 };
 
@@ -160,6 +160,20 @@ TEST_F(Cli, ResumeCompletesAnInterruptedRun) {
   std::set<std::string> got;
   for (const auto& rec : *again) EXPECT_TRUE(got.insert(rec["point_id"].get<std::string>()).second);
   EXPECT_EQ(got, want);
+}
+
+TEST_F(Cli, ReproCommandRerunsExactlyThatPoint) {
+  auto cfg = write("good.yaml", kGood);
+  ASSERT_EQ(cpbench("run " + cfg + " --backend cpu --out " + out()).code, 0);
+  auto rec = records().at(4);
+  std::string repro = rec["repro"];
+  ASSERT_EQ(repro.rfind("cpbench run ", 0), 0u) << repro;
+  fs::remove_all(dir_ / "runs");
+  CmdResult r = cpbench(repro.substr(std::string("cpbench ").size()) + " --out " + out());
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto again = records();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0]["point_id"], rec["point_id"]);
 }
 
 TEST_F(Cli, ResumeWithoutARunFolderSaysWhatToDo) {
@@ -295,6 +309,25 @@ TEST_F(Cli, AttendRejectsBadNpy) {
     EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.args << "\n" << r.out;
     EXPECT_FALSE(fs::exists(o)) << c.args;
   }
+}
+
+}  // namespace
+}  // namespace cpb
+
+namespace cpb {
+namespace {
+
+// A point far beyond this machine's memory is refused before anything is allocated.
+TEST(CliMemory, HugePointIsInvalidNotACrash) {
+  ExecSpec spec;
+  spec.strategy = "allgather";
+  spec.layout = LayoutKind::contiguous;
+  spec.cp = 8;
+  spec.workload = Workload{.batch = 64, .heads = 128, .kv_heads = 8, .head_dim = 128,
+                           .new_tokens = 1 << 20, .cached_tokens = 0};
+  Status st = check_point(spec);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("GiB of host memory"), std::string::npos) << st.error().str();
 }
 
 }  // namespace
