@@ -28,7 +28,7 @@ class AllGather final : public RankStrategy {
       const int64_t off = n > 1 ? s * block_ : 0;
       View k = packed_kv_view(w_, src, off, io.kv_capacity, pl_.kv_count(s), 0);
       View v = packed_kv_view(w_, src, off, io.kv_capacity, pl_.kv_count(s), 1);
-      CPB_TRY(attend_segments(ex, Stream::compute, w_, q_segs, io.q, pl_.kv_segments(s), k, v, acc));
+      CPB_TRY(attend_segments(ex, Stream::compute, w_, q_segs, pl_.q_batches(ex.rank()), io.q, pl_.kv_segments(s), k, v, acc));
     }
     return finish_accumulator(ex, Stream::compute, q_segs, acc);
   }

@@ -25,9 +25,13 @@ Accumulator make_accumulator(const RankTensors& io, size_t q_segments) {
 }
 
 Status attend_segments(Executor& ex, Stream s, const Workload& w,
-                       const std::vector<Segment>& q_segs, const View& q,
-                       const std::vector<Segment>& kv_segs, const View& k, const View& v,
-                       Accumulator& acc) {
+                       const std::vector<Segment>& q_segs, const std::vector<int64_t>& q_batches,
+                       const View& q, const std::vector<Segment>& kv_segs, const View& k,
+                       const View& v, Accumulator& acc) {
+  if (q_batches.empty()) return {};
+  bool whole = static_cast<int64_t>(q_batches.size()) == k.batch;
+  for (size_t i = 0; whole && i < q_batches.size(); ++i)
+    whole = q_batches[i] == static_cast<int64_t>(i);
   for (size_t i = 0; i < q_segs.size(); ++i) {
     const Segment& qs = q_segs[i];
     for (const Segment& ks : kv_segs) {
@@ -42,7 +46,21 @@ Status attend_segments(Executor& ex, Stream s, const Workload& w,
       a.mask = m;
       a.scale = w.scale();
       a.accumulate = acc.started[i];
-      CPB_TRY(ex.attention(s, a));
+      if (whole) {
+        CPB_TRY(ex.attention(s, a));
+      } else {
+        // Each query block entry attends the keys of its own sequence.
+        for (size_t lb = 0; lb < q_batches.size(); ++lb) {
+          const auto b = static_cast<int64_t>(lb);
+          AttnArgs one = a;
+          one.q = a.q.batches(b, 1);
+          one.o = a.o.batches(b, 1);
+          one.lse = a.lse.batches(b, 1);
+          one.k = a.k.batches(q_batches[lb], 1);
+          one.v = a.v.batches(q_batches[lb], 1);
+          CPB_TRY(ex.attention(s, one));
+        }
+      }
       acc.started[i] = true;
     }
   }

@@ -25,11 +25,13 @@ struct Accumulator {
 Accumulator make_accumulator(const RankTensors& io, size_t q_segments);
 
 // Attends the queries (segments q_segs of view q) to the keys/values k, v whose tokens are
-// described by kv_segs (local index -> global position), accumulating into acc.
+// described by kv_segs (local index -> global position), accumulating into acc. `q_batches`
+// names the sequence of each batch entry of q (k and v hold every sequence); when it is
+// 0..B-1 the whole batch is one block, otherwise (decode) each query attends its own sequence.
 Status attend_segments(Executor& ex, Stream s, const Workload& w,
-                       const std::vector<Segment>& q_segs, const View& q,
-                       const std::vector<Segment>& kv_segs, const View& k, const View& v,
-                       Accumulator& acc);
+                       const std::vector<Segment>& q_segs, const std::vector<int64_t>& q_batches,
+                       const View& q, const std::vector<Segment>& kv_segs, const View& k,
+                       const View& v, Accumulator& acc);
 // Gives rows of query segments that saw no key at all O = 0 and LSE = -inf.
 Status finish_accumulator(Executor& ex, Stream s, const std::vector<Segment>& q_segs,
                           Accumulator& acc);

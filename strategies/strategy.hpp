@@ -7,11 +7,13 @@
 
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "harness/core/executor.hpp"
 #include "harness/core/layout.hpp"
+#include "harness/core/strategy_options.hpp"
 #include "harness/core/workload.hpp"
 
 namespace cpb {
@@ -19,15 +21,16 @@ namespace cpb {
 struct StrategyContext {
   const Workload& workload;
   const Placement& placement;
-  int ulysses = 0;  // USP's Ulysses degree (0: the strategy chooses)
+  StrategyOptions options;
 };
 
 // A rank's inputs and outputs, allocated and filled by the harness.
-//  q    [B, q_count, H, d] activations, the rank's queries in its segment order;
+//  q    [Bq, q_count, H, d] activations, the rank's queries in its segment order, for the
+//       Bq = q_batches(rank).size() sequences it holds queries of (all B in prefill);
 //  kv   packed activations [2][B][kv_capacity][Hkv][d]: K then V; every rank's buffer has the
 //       same size (kv_capacity = the largest kv_count), the first kv_count(rank) tokens of each
 //       batch are valid, so a KV block moves as one contiguous message;
-//  o    [B, q_count, H, d] fp32; lse [B, q_count, H, 1] fp32.
+//  o    [Bq, q_count, H, d] fp32; lse [Bq, q_count, H, 1] fp32.
 struct RankTensors {
   View q;
   Buf kv;
@@ -50,6 +53,9 @@ struct StrategyInfo {
   std::function<Expected<std::unique_ptr<RankStrategy>>(Executor&, const StrategyContext&,
                                                         const RankTensors&)>
       prepare;
+  // Optional: what the strategy decided for a point and why (auto's choice, USP's u x r); goes
+  // into the point's record as `strategy_detail`.
+  std::function<nlohmann::json(const StrategyContext&)> describe;
 };
 
 // Registers a strategy at static-initialisation time; returns true so it can seed a constant.

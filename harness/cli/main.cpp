@@ -117,7 +117,7 @@ int cmd_attend(const AttendOptions& o) {
   spec.layout = *layout;
   spec.cp = o.cp;
   spec.workload = w;
-  spec.ulysses = o.ulysses;
+  spec.options.ulysses = o.ulysses;
   spec.verify = o.verify;
   spec.inputs = &in;
   if (Status st = check_point(spec); !st.ok()) return fail(st.error().str());

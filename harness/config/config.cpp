@@ -90,12 +90,17 @@ enum Key : int {
   kPhase,
   kSeed,
   kUlysses,
+  kAutoAlgorithm,
+  kPeakTflops,
+  kBandwidthGbps,
+  kHardwareProfile,
   kNumKeys
 };
 constexpr std::array<const char*, kNumKeys> kKeyNames = {
     "strategy", "layout",    "cp",    "batch", "preset",     "heads",
     "kv_heads", "head_dim",  "dtype", "mask",  "new_tokens", "cached_tokens",
-    "context",  "miss_rate", "phase", "seed",  "ulysses"};
+    "context",  "miss_rate", "phase", "seed",  "ulysses", "auto_algorithm", "peak_tflops",
+    "bandwidth_gbps", "hardware_profile"};
 
 int key_index(std::string_view k) {
   for (int i = 0; i < kNumKeys; ++i)
@@ -556,6 +561,20 @@ class ExperimentParser {
         return text_spec(&kPhases, "phase");
       case kSeed:
         return int_spec(0, INT64_MAX);
+      case kAutoAlgorithm:
+        return int_spec(1, 5);
+      case kPeakTflops:
+      case kBandwidthGbps: {
+        Spec s;
+        s.kind = Spec::Kind::real;
+        s.rmax = 1e6;
+        return s;
+      }
+      case kHardwareProfile: {
+        Spec s = text_spec(nullptr, "hardware_profile");
+        s.any_text = true;
+        return s;
+      }
       default:
         return int_spec(0, 4096);  // ulysses
     }
@@ -1069,7 +1088,16 @@ class ExperimentParser {
     CPB_ASSIGN_OR_RETURN(p.layout, parse_layout(layout));
     p.cp = static_cast<int>(ival(kCp, 1));
     p.seed = static_cast<uint64_t>(ival(kSeed, 0));
-    p.ulysses = static_cast<int>(ival(kUlysses, 0));
+    p.options.ulysses = static_cast<int>(ival(kUlysses, 0));
+    p.options.auto_algorithm = static_cast<int>(ival(kAutoAlgorithm, 1));
+    if (p.options.auto_algorithm != 1 && p.options.auto_algorithm != 5)
+      return bad(kAutoAlgorithm, fmt::format("auto_algorithm is {}: use 1 or 5 (Yang et al. "
+                                             "2024, Algorithm 1 or 5)",
+                                             p.options.auto_algorithm));
+    auto rval = [&](int k) { return has(k) ? std::get<double>(*g[k].v) : 0.0; };
+    p.options.peak_tflops = rval(kPeakTflops);
+    p.options.bandwidth_gbps = rval(kBandwidthGbps);
+    p.options.hardware_profile = sval(kHardwareProfile, "");
     std::string dtype = sval(kDtype, "bf16");
     std::string mask = sval(kMask, "causal");
     std::string phase = sval(kPhase, "prefill");
@@ -1199,7 +1227,10 @@ class ExperimentParser {
     m["miss_rate"] = miss;
     m["phase"] = phase;
     m["seed"] = ival(kSeed, 0);
-    m["ulysses"] = int64_t{p.ulysses};
+    m["ulysses"] = int64_t{p.options.ulysses};
+    // auto's inputs join the point only where given, so other points keep short ids.
+    for (int k : {kAutoAlgorithm, kPeakTflops, kBandwidthGbps, kHardwareProfile})
+      if (has(k)) m[kKeyNames[k]] = *g[k].v;
     for (const auto& [k, v] : m) {
       if (!p.id.empty()) p.id += ',';
       p.id += k + "=" + to_string(v);

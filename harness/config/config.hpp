@@ -14,6 +14,7 @@
 
 #include "harness/core/layout.hpp"
 #include "harness/core/status.hpp"
+#include "harness/core/strategy_options.hpp"
 #include "harness/core/workload.hpp"
 
 namespace cpb {
@@ -35,7 +36,7 @@ struct Point {
   int cp = 1;
   Workload workload;
   uint64_t seed = 0;
-  int ulysses = 0;          // USP: Ulysses degree u (0 = let the strategy choose)
+  StrategyOptions options;  // ulysses, auto's inputs
 };
 
 struct Preset {

@@ -30,8 +30,36 @@ std::string_view to_string(OpKind k) {
 
 View View::slice(int64_t begin, int64_t count) const {
   View v = *this;
-  v.offset = offset + begin * heads * dim;
+  v.offset = offset + begin * row_stride();
   v.tokens = count;
+  return v;
+}
+
+View View::batches(int64_t begin, int64_t count) const {
+  View v = *this;
+  v.offset = offset + begin * batch_stride;
+  v.batch = count;
+  return v;
+}
+
+View View::head_slice(int64_t begin, int64_t count) const {
+  View v = *this;
+  v.token_stride = row_stride();
+  v.offset = offset + begin * dim;
+  v.heads = count;
+  return v;
+}
+
+View dense_view(Buf buf, int64_t offset, int64_t batch, int64_t tokens, int64_t heads,
+                int64_t dim) {
+  View v;
+  v.buf = buf;
+  v.offset = offset;
+  v.batch = batch;
+  v.batch_stride = tokens * heads * dim;
+  v.tokens = tokens;
+  v.heads = heads;
+  v.dim = dim;
   return v;
 }
 
@@ -75,10 +103,13 @@ Status Executor::check_view(const View& v, ElemKind kind, std::string_view what)
   const auto& info = bufs_[v.buf.id];
   CPB_REQUIRE(info.kind == kind, "internal: {} expects a {} buffer, '{}' is not", what,
               kind == ElemKind::act ? "activation" : "fp32", info.name);
-  CPB_REQUIRE(v.batch >= 1 && v.tokens >= 0 && v.heads >= 1 && v.dim >= 1 && v.offset >= 0,
+  CPB_REQUIRE(v.batch >= 0 && v.tokens >= 0 && v.heads >= 1 && v.dim >= 1 && v.offset >= 0,
               "internal: {} has a malformed view of '{}'", what, info.name);
-  if (v.tokens == 0) return {};
-  int64_t last = v.offset + (v.batch - 1) * v.batch_stride + v.tokens * v.heads * v.dim;
+  CPB_REQUIRE(v.token_stride == 0 || v.token_stride >= v.heads * v.dim,
+              "internal: {} has overlapping rows in '{}'", what, info.name);
+  if (v.tokens == 0 || v.batch == 0) return {};
+  int64_t last = v.offset + (v.batch - 1) * v.batch_stride + (v.tokens - 1) * v.row_stride() +
+                 v.heads * v.dim;
   CPB_REQUIRE(last <= info.elems, "internal: {} reads past the end of '{}' ({} > {} elements)",
               what, info.name, last, info.elems);
   return {};
@@ -158,6 +189,18 @@ Status Executor::copy(Stream s, Range dst, Range src, std::string_view phase) {
   CPB_REQUIRE(dst.count == src.count && elem_bytes(dst.buf) == elem_bytes(src.buf),
               "internal: copy of {} elements into {}", src.count, dst.count);
   CPB_TRY(do_copy(s, dst, src));
+  account(op_record(OpKind::copy, s, phase));
+  return {};
+}
+
+Status Executor::copy_view(Stream s, View dst, View src, std::string_view phase) {
+  CPB_REQUIRE(dst.buf.valid() && src.buf.valid(), "internal: copy_view of an unknown buffer");
+  CPB_TRY(check_view(dst, kind_of(dst.buf), "copy_view destination"));
+  CPB_TRY(check_view(src, kind_of(dst.buf), "copy_view source"));
+  CPB_REQUIRE(dst.batch == src.batch && dst.tokens == src.tokens && dst.heads == src.heads &&
+                  dst.dim == src.dim,
+              "internal: copy_view shape mismatch");
+  CPB_TRY(do_copy_view(s, dst, src));
   account(op_record(OpKind::copy, s, phase));
   return {};
 }

@@ -36,7 +36,8 @@ struct Buf {
 };
 
 // A token-major 4-d slice [batch][tokens][heads][dim] of a buffer: element (b, t, h, x) is at
-// offset + b * batch_stride + (t * heads + h) * dim + x.
+// offset + b * batch_stride + t * token_stride + h * dim + x, where token_stride = heads * dim
+// unless set (a view of some of the heads of a wider tensor).
 struct View {
   Buf buf;
   int64_t offset = 0;
@@ -45,11 +46,20 @@ struct View {
   int64_t tokens = 0;
   int64_t heads = 0;
   int64_t dim = 0;
+  int64_t token_stride = 0;  // 0: heads * dim (dense rows)
 
   int64_t elems() const { return batch * tokens * heads * dim; }
+  int64_t row_stride() const { return token_stride ? token_stride : heads * dim; }
   // Tokens [begin, begin + count) of every batch.
   View slice(int64_t begin, int64_t count) const;
+  // Batches [begin, begin + count).
+  View batches(int64_t begin, int64_t count) const;
+  // Heads [begin, begin + count) of every token.
+  View head_slice(int64_t begin, int64_t count) const;
 };
+
+// A dense [batch][tokens][heads][dim] view starting at `offset` of `buf`.
+View dense_view(Buf buf, int64_t offset, int64_t batch, int64_t tokens, int64_t heads, int64_t dim);
 
 // A contiguous range of elements of one buffer (what a send, recv or collective moves).
 struct Range {
@@ -144,6 +154,9 @@ class Executor {
   // Sets O = 0 and LSE = -inf (an accumulator that has seen no key yet).
   Status reset(Stream s, View o, View lse, std::string_view phase = "merge");
   Status copy(Stream s, Range dst, Range src, std::string_view phase = "copy");
+  // Copies a (possibly strided) view into another of the same shape and element kind: packing
+  // heads for an all-to-all, unpacking them after.
+  Status copy_view(Stream s, View dst, View src, std::string_view phase = "pack");
 
   // --- communication (NCCL semantics) ---------------------------------------------------------
   // A group of sends and receives issued together (ncclGroupStart/End): deadlock-free whatever
@@ -174,6 +187,7 @@ class Executor {
   virtual Status do_merge(Stream s, const MergeArgs& a) = 0;
   virtual Status do_reset(Stream s, View o, View lse) = 0;
   virtual Status do_copy(Stream s, Range dst, Range src) = 0;
+  virtual Status do_copy_view(Stream s, View dst, View src) = 0;
   virtual Status do_p2p(Stream s, std::span<const P2POp> ops) = 0;
   virtual Status do_all_to_all(Stream s, std::span<const Range> send,
                                std::span<const Range> recv) = 0;
@@ -182,6 +196,7 @@ class Executor {
   virtual void do_wait(Stream s, Event e) = 0;
 
   Status check_view(const View& v, ElemKind kind, std::string_view what) const;
+  ElemKind kind_of(Buf b) const { return bufs_[b.id].kind; }
   Status check_range(const Range& r, std::string_view what) const;
 
  private:

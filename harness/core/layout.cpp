@@ -121,6 +121,7 @@ Expected<Placement> Placement::make(const Workload& w, LayoutKind kind, int worl
   pl.decode_ = w.phase() == Phase::decode;
   pl.q_.resize(world);
   pl.kv_.resize(world);
+  pl.q_batch_.resize(world);
   const int64_t T = w.new_tokens, P = w.cached_tokens;
 
   if (pl.decode_) {
@@ -129,7 +130,9 @@ Expected<Placement> Placement::make(const Workload& w, LayoutKind kind, int worl
       auto segs = layout_segments(LayoutKind::striped, P + 1, world, r);
       pl.kv_[r] = segs;
     }
-    pl.q_[P % world].push_back({0, P, 1, 1});
+    for (int64_t b = 0; b < w.batch; ++b) pl.q_batch_[b % world].push_back(b);
+    for (int r = 0; r < world; ++r)
+      if (!pl.q_batch_[r].empty()) pl.q_[r].push_back({0, P, 1, 1});
     return pl;
   }
 
@@ -142,6 +145,7 @@ Expected<Placement> Placement::make(const Workload& w, LayoutKind kind, int worl
                 to_string(kind), world, T, world);
   }
   for (int r = 0; r < world; ++r) {
+    for (int64_t b = 0; b < w.batch; ++b) pl.q_batch_[r].push_back(b);
     auto segs = layout_segments(kind, T, world, r);
     int64_t cached_begin = even_begin(P, world, r);
     int64_t cached = even_begin(P, world, r + 1) - cached_begin;
@@ -173,8 +177,8 @@ int64_t Placement::max_kv_count() const {
   return m;
 }
 
-TokenOwner Placement::q_owner(int64_t t) const {
-  if (decode_) return {static_cast<int>(cached_tokens_ % world_), 0};
+TokenOwner Placement::q_owner(int64_t t, int64_t batch) const {
+  if (decode_) return {static_cast<int>(batch % world_), 0};
   return layout_owner(kind_, new_tokens_, world_, t);
 }
 

@@ -5,9 +5,12 @@
 // A Placement applies a layout to one workload: the new tokens (queries) follow the layout; the
 // cached tokens of partial prefill (which precede every new token, so every query sees all of
 // them and their placement does not change anybody's work) are split into N near-equal
-// consecutive ranges; in decode every token, cached or new, is placed round-robin. Each rank's
-// KV buffer holds its cached tokens first, then its new ones. Strategies never assume a layout:
-// they read positions from the segments here.
+// consecutive ranges; in decode every token, cached or new, is placed round-robin, and the B
+// queries (one new token per sequence) are sharded over the ranks by sequence: sequence b's
+// query lives on rank b mod N (so a query block carries the ids of its sequences, as in Yang et
+// al.'s batched pass-Q decode). In prefill every rank holds its tokens of every sequence. Each
+// rank's KV buffer holds its cached tokens first, then its new ones. Strategies never assume a
+// layout: they read positions and sequence ids from the Placement.
 #pragma once
 
 #include <cstdint>
@@ -59,6 +62,11 @@ class Placement {
 
   // Queries (new tokens) of `rank`: segments with global positions (P + t for new token t).
   const std::vector<Segment>& q_segments(int rank) const { return q_[rank]; }
+  // Sequences whose queries `rank` holds, in local batch order: all B in prefill, b = rank mod N
+  // in decode. K/V buffers always hold all B sequences.
+  const std::vector<int64_t>& q_batches(int rank) const { return q_batch_[rank]; }
+  // True when every rank holds the queries of all sequences (local batch i is sequence i).
+  bool q_batches_complete() const { return !decode_; }
   // Keys/values held by `rank`: cached tokens first, then its new tokens.
   const std::vector<Segment>& kv_segments(int rank) const { return kv_[rank]; }
   int64_t q_count(int rank) const;
@@ -66,8 +74,9 @@ class Placement {
   int64_t max_q_count() const;
   int64_t max_kv_count() const;
 
-  // Where global query t (0..T-1) and global key position p (0..P+T-1) live.
-  TokenOwner q_owner(int64_t t) const;
+  // Where global query t (0..T-1) and global key position p (0..P+T-1) live. In decode the
+  // query's owner depends on its sequence: q_owner(0, b).
+  TokenOwner q_owner(int64_t t, int64_t batch = 0) const;
   TokenOwner kv_owner(int64_t p) const;
 
  private:
@@ -77,6 +86,7 @@ class Placement {
   int64_t new_tokens_ = 0;
   int64_t cached_tokens_ = 0;
   std::vector<std::vector<Segment>> q_;
+  std::vector<std::vector<int64_t>> q_batch_;
   std::vector<std::vector<Segment>> kv_;
 };
 

@@ -64,6 +64,7 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
   r["repro"] = repro;
   if (res == nullptr) return r;
 
+  if (!res->strategy_detail.is_null()) r["strategy_detail"] = res->strategy_detail;
   const int n = static_cast<int>(res->ranks.size());
   TimeStats ts = summarize(res->iteration_times_s);
   nlohmann::json time = to_json(ts);

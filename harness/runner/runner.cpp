@@ -57,17 +57,22 @@ struct Shard {
 Shard scatter(const Workload& w, const Placement& pl, int rank, int64_t cap, const Inputs& in) {
   const int64_t H = w.heads, Hkv = w.kv_heads, d = w.head_dim, T = w.new_tokens, S = w.context();
   const int64_t qc = pl.q_count(rank);
+  const auto& qb = pl.q_batches(rank);
+  const int64_t nqb = static_cast<int64_t>(qb.size());
   Shard sh;
-  sh.q.assign(static_cast<size_t>(w.batch * qc * H * d), 0.0f);
+  sh.q.assign(static_cast<size_t>(nqb * qc * H * d), 0.0f);
   sh.kv.assign(static_cast<size_t>(packed_kv_elems(w, cap)), 0.0f);
   const int64_t vhalf = w.batch * cap * Hkv * d;
-  for (int64_t b = 0; b < w.batch; ++b) {
+  for (int64_t lb = 0; lb < nqb; ++lb) {
+    const int64_t b = qb[lb];
     for (const auto& s : pl.q_segments(rank))
       for (int64_t i = 0; i < s.count; ++i) {
         int64_t t = s.global_begin + i * s.stride - w.cached_tokens;
         std::copy_n(in.q.begin() + ((b * T + t) * H) * d, H * d,
-                    sh.q.begin() + ((b * qc + s.local_begin + i) * H) * d);
+                    sh.q.begin() + ((lb * qc + s.local_begin + i) * H) * d);
       }
+  }
+  for (int64_t b = 0; b < w.batch; ++b) {
     for (const auto& s : pl.kv_segments(rank))
       for (int64_t i = 0; i < s.count; ++i) {
         int64_t p = s.global_begin + i * s.stride;
@@ -79,16 +84,17 @@ Shard scatter(const Workload& w, const Placement& pl, int rank, int64_t cap, con
   return sh;
 }
 
-// Places a rank's [B, qc, heads, dim] rows into the global [B, T, heads, dim] array.
+// Places a rank's [Bq, qc, heads, dim] rows into the global [B, T, heads, dim] array.
 void gather_rows(const Workload& w, const Placement& pl, int rank, int64_t row,
                  const std::vector<float>& local, std::vector<float>& global) {
   const int64_t qc = pl.q_count(rank), T = w.new_tokens;
-  for (int64_t b = 0; b < w.batch; ++b)
+  const auto& qb = pl.q_batches(rank);
+  for (size_t lb = 0; lb < qb.size(); ++lb)
     for (const auto& s : pl.q_segments(rank))
       for (int64_t i = 0; i < s.count; ++i) {
         int64_t t = s.global_begin + i * s.stride - w.cached_tokens;
-        std::copy_n(local.begin() + (b * qc + s.local_begin + i) * row, row,
-                    global.begin() + (b * T + t) * row);
+        std::copy_n(local.begin() + (static_cast<int64_t>(lb) * qc + s.local_begin + i) * row,
+                    row, global.begin() + (qb[lb] * T + t) * row);
       }
 }
 
@@ -171,7 +177,7 @@ Status check_point(const ExecSpec& spec) {
   CPB_REQUIRE(info != nullptr, "unknown strategy '{}': `cpbench list` shows the registered ones",
               spec.strategy);
   CPB_ASSIGN_OR_RETURN(Placement pl, Placement::make(spec.workload, spec.layout, spec.cp));
-  CPB_TRY(info->check(StrategyContext{spec.workload, pl, spec.ulysses}));
+  CPB_TRY(info->check(StrategyContext{spec.workload, pl, spec.options}));
   const int64_t need = cpu_host_bytes_estimate(spec, pl), avail = host_available_bytes();
   CPB_REQUIRE(avail < 0 || need <= avail * 8 / 10,
               "the cpu backend needs about {:.1f} GiB of host memory for this point, {:.1f} GiB "
@@ -185,7 +191,7 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
   const StrategyInfo* info = find_strategy(spec.strategy);
   const Workload& w = spec.workload;
   CPB_ASSIGN_OR_RETURN(Placement pl, Placement::make(w, spec.layout, spec.cp));
-  const StrategyContext ctx{w, pl, spec.ulysses};
+  const StrategyContext ctx{w, pl, spec.options};
   const int n = spec.cp;
   const int64_t cap = pl.max_kv_count();
 
@@ -198,6 +204,7 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
 
   ExecResult res;
   res.backend = "cpu";
+  if (info->describe) res.strategy_detail = info->describe(ctx);
   res.ranks.resize(n);
   res.o.assign(static_cast<size_t>(w.batch * w.new_tokens * w.heads * w.head_dim), 0.0f);
   res.lse.assign(static_cast<size_t>(w.batch * w.new_tokens * w.heads), 0.0f);
@@ -207,15 +214,16 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
   CPB_TRY(world.run([&](int rank) -> Status {
     CpuExecutor ex(world, rank, w.dtype);
     const int64_t qc = pl.q_count(rank);
+    const auto nqb = static_cast<int64_t>(pl.q_batches(rank).size());
     RankTensors io;
     io.kv_capacity = cap;
-    CPB_ASSIGN_OR_RETURN(Buf qb, ex.alloc("q", ElemKind::act, w.batch * qc * w.heads * w.head_dim));
+    CPB_ASSIGN_OR_RETURN(Buf qb, ex.alloc("q", ElemKind::act, nqb * qc * w.heads * w.head_dim));
     CPB_ASSIGN_OR_RETURN(io.kv, ex.alloc("kv", ElemKind::act, packed_kv_elems(w, cap)));
-    CPB_ASSIGN_OR_RETURN(Buf ob, ex.alloc("o", ElemKind::f32, w.batch * qc * w.heads * w.head_dim));
-    CPB_ASSIGN_OR_RETURN(Buf lb, ex.alloc("lse", ElemKind::f32, w.batch * qc * w.heads));
-    io.q = {qb, 0, w.batch, qc * w.heads * w.head_dim, qc, w.heads, w.head_dim};
-    io.o = {ob, 0, w.batch, qc * w.heads * w.head_dim, qc, w.heads, w.head_dim};
-    io.lse = {lb, 0, w.batch, qc * w.heads, qc, w.heads, 1};
+    CPB_ASSIGN_OR_RETURN(Buf ob, ex.alloc("o", ElemKind::f32, nqb * qc * w.heads * w.head_dim));
+    CPB_ASSIGN_OR_RETURN(Buf lb, ex.alloc("lse", ElemKind::f32, nqb * qc * w.heads));
+    io.q = dense_view(qb, 0, nqb, qc, w.heads, w.head_dim);
+    io.o = dense_view(ob, 0, nqb, qc, w.heads, w.head_dim);
+    io.lse = dense_view(lb, 0, nqb, qc, w.heads, 1);
     Shard sh = scatter(w, pl, rank, cap, *in);
     CPB_TRY(ex.write(qb, 0, sh.q));
     CPB_TRY(ex.write(io.kv, 0, sh.kv));

@@ -6,11 +6,13 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "harness/core/executor.hpp"
 #include "harness/core/layout.hpp"
+#include "harness/core/strategy_options.hpp"
 #include "harness/core/status.hpp"
 #include "harness/core/workload.hpp"
 
@@ -32,7 +34,7 @@ struct ExecSpec {
   int cp = 1;
   Workload workload;
   uint64_t seed = 0;
-  int ulysses = 0;
+  StrategyOptions options;
   int warmup = 0;
   int iterations = 1;
   bool verify = true;
@@ -58,6 +60,7 @@ struct VerifyReport {
 
 struct ExecResult {
   std::string backend;
+  nlohmann::json strategy_detail;  // the strategy's describe(), or null
   std::vector<RankReport> ranks;
   std::vector<double> iteration_times_s;  // max over ranks, per timed iteration
   std::vector<float> o;                   // [B, T, H, d] global order

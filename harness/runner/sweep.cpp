@@ -44,7 +44,7 @@ ExecSpec spec_for(const Point& p, const Experiment& ex) {
   s.cp = p.cp;
   s.workload = p.workload;
   s.seed = p.seed;
-  s.ulysses = p.ulysses;
+  s.options = p.options;
   s.warmup = ex.warmup;
   s.iterations = ex.iterations;
   s.verify = ex.verify;

@@ -23,7 +23,10 @@ struct HostView {
   int64_t tokens = 0;
   int64_t heads = 0;
   int64_t dim = 0;
-  T* at(int64_t b, int64_t t, int64_t h) const { return data + b * batch_stride + (t * heads + h) * dim; }
+  int64_t token_stride = 0;  // 0: heads * dim
+  T* at(int64_t b, int64_t t, int64_t h) const {
+    return data + b * batch_stride + t * (token_stride ? token_stride : heads * dim) + h * dim;
+  }
 };
 
 void attention_block(HostView<const float> q, HostView<const float> k, HostView<const float> v,

@@ -110,7 +110,7 @@ TEST(ConfigGood, MinimalFileUsesBuiltinDefaults) {
   EXPECT_EQ(p.layout, LayoutKind::zigzag);
   EXPECT_EQ(p.cp, 1);
   EXPECT_EQ(p.seed, 0u);
-  EXPECT_EQ(p.ulysses, 0);
+  EXPECT_EQ(p.options.ulysses, 0);
   EXPECT_EQ(p.workload.batch, 1);
   EXPECT_EQ(p.workload.dtype, DType::bf16);
   EXPECT_EQ(p.workload.mask, MaskKind::causal);
@@ -747,7 +747,8 @@ axes: {cp: [1, 2, 4, 8]}
   auto bad = filter_points(e->points, "cp >", syms, "--filter");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().message.rfind("--filter: ", 0), 0u);
-  EXPECT_EQ(point_keys().size(), 17u);
+  EXPECT_EQ(point_keys().size(), 21u);
+  EXPECT_TRUE(point_keys().count("hardware_profile"));
   EXPECT_TRUE(point_keys().count("miss_rate"));
 }
 

@@ -112,7 +112,8 @@ Status CpuWorld::barrier(int rank) {
 namespace {
 template <class T>
 cpu::HostView<T> host_view(std::vector<std::vector<float>>& mem, const View& v) {
-  return {mem[v.buf.id].data() + v.offset, v.batch, v.batch_stride, v.tokens, v.heads, v.dim};
+  return {mem[v.buf.id].data() + v.offset, v.batch, v.batch_stride, v.tokens, v.heads, v.dim,
+          v.token_stride};
 }
 }  // namespace
 
@@ -180,6 +181,15 @@ Status CpuExecutor::do_reset(Stream, View o, View lse) {
 Status CpuExecutor::do_copy(Stream, Range dst, Range src) {
   auto s = span(src);
   std::copy(s.begin(), s.end(), span(dst).begin());
+  return {};
+}
+
+Status CpuExecutor::do_copy_view(Stream, View dst, View src) {
+  auto d = host_view<float>(mem_, dst);
+  auto s = host_view<const float>(mem_, src);
+  for (int64_t b = 0; b < dst.batch; ++b)
+    for (int64_t t = 0; t < dst.tokens; ++t)
+      for (int64_t h = 0; h < dst.heads; ++h) std::copy_n(s.at(b, t, h), dst.dim, d.at(b, t, h));
   return {};
 }
 

@@ -67,6 +67,7 @@ class CpuExecutor final : public Executor {
   Status do_merge(Stream s, const MergeArgs& a) override;
   Status do_reset(Stream s, View o, View lse) override;
   Status do_copy(Stream s, Range dst, Range src) override;
+  Status do_copy_view(Stream s, View dst, View src) override;
   Status do_p2p(Stream s, std::span<const P2POp> ops) override;
   Status do_all_to_all(Stream s, std::span<const Range> send, std::span<const Range> recv) override;
   Status do_all_gather(Stream s, Range send, Range recv) override;

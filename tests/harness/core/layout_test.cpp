@@ -90,15 +90,18 @@ TEST_P(LayoutMaps, PlacementCoversPrefillPartialPrefillAndDecode) {
                  .cached_tokens = P};
       auto pl = Placement::make(w, kind, n);
       ASSERT_TRUE(pl.ok()) << pl.error().str();
-      std::set<int64_t> qs, ks;
+      std::set<std::pair<int64_t, int64_t>> qs;  // (sequence, position)
+      std::set<int64_t> ks;
       for (int r = 0; r < n; ++r) {
         for (const auto& s : pl->q_segments(r))
           for (int64_t i = 0; i < s.count; ++i) {
             int64_t p = s.global_begin + i * s.stride;
-            EXPECT_TRUE(qs.insert(p).second);
-            TokenOwner o = pl->q_owner(p - P);
-            EXPECT_EQ(o.rank, r);
-            EXPECT_EQ(o.local, s.local_begin + i);
+            for (int64_t b : pl->q_batches(r)) {
+              EXPECT_TRUE(qs.insert({b, p}).second);
+              TokenOwner o = pl->q_owner(p - P, b);
+              EXPECT_EQ(o.rank, r);
+              EXPECT_EQ(o.local, s.local_begin + i);
+            }
           }
         bool seen_new = false;
         for (const auto& s : pl->kv_segments(r))
@@ -113,12 +116,17 @@ TEST_P(LayoutMaps, PlacementCoversPrefillPartialPrefillAndDecode) {
           }
         if (T > 1) EXPECT_EQ(pl->q_count(r), T / n) << "new tokens balance";
       }
-      EXPECT_EQ(static_cast<int64_t>(qs.size()), T);
+      EXPECT_EQ(static_cast<int64_t>(qs.size()), T * w.batch) << "every query of every sequence";
       EXPECT_EQ(static_cast<int64_t>(ks.size()), T + P);
       if (T == 1) {
         EXPECT_TRUE(pl->decode());
         for (int64_t p = 0; p <= P; ++p) EXPECT_EQ(pl->kv_owner(p).rank, p % n) << "round-robin";
-        EXPECT_EQ(pl->q_owner(0).rank, P % n);
+        // Queries are sharded by sequence: sequence b on rank b mod N.
+        for (int64_t b = 0; b < w.batch; ++b) EXPECT_EQ(pl->q_owner(0, b).rank, b % n);
+        for (int r = 0; r < n; ++r) {
+          EXPECT_EQ(pl->q_segments(r).empty(), pl->q_batches(r).empty());
+          for (int64_t b : pl->q_batches(r)) EXPECT_EQ(b % n, r);
+        }
       }
     }
   }
