@@ -55,7 +55,7 @@ struct StrategyInfo {
       prepare;
   // Optional: what the strategy decided for a point and why (auto's choice, USP's u x r); goes
   // into the point's record as `strategy_detail`.
-  std::function<nlohmann::json(const StrategyContext&)> describe;
+  std::function<nlohmann::json(const StrategyContext&)> describe = nullptr;
 };
 
 // Registers a strategy at static-initialisation time; returns true so it can seed a constant.
