@@ -58,6 +58,8 @@ struct AttendOptions {
   std::string q, k, v, out, lse, strategy = "ring_pass_kv", layout = "zigzag";
   int cp = 1;
   int ulysses = 0;
+  int auto_algorithm = 1;
+  std::string hardware_profile;
   bool causal = false;
   int64_t cached_tokens = -1;
   bool verify = true;
@@ -110,6 +112,7 @@ int cmd_attend(const AttendOptions& o) {
     return fail(fmt::format("unknown strategy '{}': `cpbench list` shows the registered ones",
                             o.strategy));
   if (o.cp < 1) return fail(fmt::format("--cp must be >= 1 (got {})", o.cp));
+  if (o.ulysses < 0) return fail(fmt::format("--ulysses must be >= 0 (got {})", o.ulysses));
 
   Inputs in{std::move(q->data), std::move(k->data), std::move(v->data)};
   ExecSpec spec;
@@ -118,6 +121,8 @@ int cmd_attend(const AttendOptions& o) {
   spec.cp = o.cp;
   spec.workload = w;
   spec.options.ulysses = o.ulysses;
+  spec.options.auto_algorithm = o.auto_algorithm;
+  spec.options.hardware_profile = o.hardware_profile;
   spec.verify = o.verify;
   spec.inputs = &in;
   if (Status st = check_point(spec); !st.ok()) return fail(st.error().str());
@@ -137,7 +142,10 @@ int cmd_attend(const AttendOptions& o) {
   if (res->verify.ran)
     std::printf(", vs fp64 reference: max_abs_err %.3g max_rel_err %.3g %s", res->verify.max_abs_err,
                 res->verify.max_rel_err, res->verify.passed() ? "ok" : "WRONG");
-  std::printf("\nwrote %s%s%s\n", o.out.c_str(), o.lse.empty() ? "" : " and ", o.lse.c_str());
+  std::printf("\n");
+  if (!res->strategy_detail.is_null())
+    std::printf("strategy detail: %s\n", res->strategy_detail.dump().c_str());
+  std::printf("wrote %s%s%s\n", o.out.c_str(), o.lse.empty() ? "" : " and ", o.lse.c_str());
   return res->verify.ran && !res->verify.passed() ? 1 : 0;
 }
 
@@ -173,6 +181,12 @@ int main(int argc, char** argv) {
   attend->add_option("--cp", ao.cp, "CP degree N (ranks)")->capture_default_str();
   attend->add_option("--layout", ao.layout, "contiguous | zigzag | striped")->capture_default_str();
   attend->add_option("--ulysses", ao.ulysses, "Ulysses degree u for usp (0: automatic)");
+  attend->add_option("--auto-algorithm", ao.auto_algorithm,
+                     "auto: Yang et al. Algorithm 1 or 5")
+      ->check(CLI::IsMember({1, 5}));
+  attend->add_option("--hardware-profile", ao.hardware_profile,
+                     "auto: YAML profile with peak_tflops and bandwidth_gbps (default: the "
+                     "paper's H100 + RDMA constants)");
   attend->add_flag("--causal", ao.causal, "Causal mask (default: full)");
   attend->add_option("--cached-tokens", ao.cached_tokens,
                      "P: how many leading K/V tokens are cache (default: K tokens - Q tokens)");

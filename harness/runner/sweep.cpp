@@ -278,7 +278,11 @@ int run_sweep(const SweepOptions& opts) {
                                  : "",
                            &*res, brief, repro);
         TimeStats ts = summarize(res->iteration_times_s);
-        line = fmt::format("{} median {:.3f} ms{}", wrong ? "WRONG" : "ok", ts.median * 1e3,
+        const auto& detail = res->strategy_detail;
+        std::string chose = detail.is_object() && detail.contains("choice")
+                                ? fmt::format(" (chose {})", detail["choice"].get<std::string>())
+                                : "";
+        line = fmt::format("{}{} median {:.3f} ms{}", wrong ? "WRONG" : "ok", chose, ts.median * 1e3,
                            res->verify.ran ? fmt::format("  rel_err {:.1e}", res->verify.max_rel_err)
                                            : "");
         if (wrong) ++failures;

@@ -776,3 +776,81 @@ TEST(ConfigGood, StrategyAllExpandsToEveryRegisteredStrategy) {
 
 }  // namespace
 }  // namespace cpb
+
+namespace cpb {
+namespace {
+
+// auto's keys: auto_algorithm (1 or 5), peak_tflops and bandwidth_gbps (> 0), hardware_profile
+// (a path), each joining Point::params and the point id only when the file gives it.
+const char* kAutoShape =
+    "name: t\ndefaults:\n  strategy: auto\n  heads: 8\n  kv_heads: 1\n  head_dim: 16\n"
+    "  new_tokens: 16\n";
+
+TEST(ConfigAuto, AlgorithmOtherThan1Or5IsAnErrorNamingTheKey) {
+  std::string e = error_of(std::string(kAutoShape) + "  auto_algorithm: 3\n", with_strategies());
+  EXPECT_NE(e.find("x.yaml:8: defaults.auto_algorithm: "), std::string::npos) << e;
+  EXPECT_NE(e.find("use 1 or 5"), std::string::npos) << e;
+  e = error_of(std::string(kAutoShape) + "axes:\n  auto_algorithm: [1, 2]\n", with_strategies());
+  EXPECT_NE(e.find("auto_algorithm"), std::string::npos) << e;
+}
+
+TEST(ConfigAuto, HardwareNumbersMustBePositive) {
+  for (const char* key : {"peak_tflops", "bandwidth_gbps"}) {
+    for (const char* v : {"-1", "0", "fast"}) {
+      std::string e =
+          error_of(std::string(kAutoShape) + "  " + key + ": " + v + "\n", with_strategies());
+      EXPECT_NE(e.find(std::string("x.yaml:8: defaults.") + key + ": "), std::string::npos)
+          << key << "=" << v << ": " << e;
+    }
+  }
+}
+
+TEST(ConfigAuto, KeysJoinParamsAndIdOnlyWhenGiven) {
+  auto plain = parse(kAutoShape, with_strategies());
+  ASSERT_TRUE(plain.ok()) << plain.error().str();
+  ASSERT_EQ(plain->points.size(), 1u);
+  const Point& p = plain->points[0];
+  for (const char* key : {"auto_algorithm", "peak_tflops", "bandwidth_gbps", "hardware_profile"}) {
+    EXPECT_EQ(p.params.count(key), 0u) << key;
+    EXPECT_EQ(p.id.find(key), std::string::npos) << p.id;
+  }
+  EXPECT_EQ(p.options.auto_algorithm, 1);
+  EXPECT_EQ(p.options.peak_tflops, 0.0);
+  EXPECT_EQ(p.options.bandwidth_gbps, 0.0);
+  EXPECT_TRUE(p.options.hardware_profile.empty());
+
+  auto given = parse(std::string(kAutoShape) +
+                         "  peak_tflops: 989.5\n  bandwidth_gbps: 50\n"
+                         "  hardware_profile: results/profiles/h100-rdma.yaml\n"
+                         "axes:\n  auto_algorithm: [1, 5]\n",
+                     with_strategies());
+  ASSERT_TRUE(given.ok()) << given.error().str();
+  ASSERT_EQ(given->points.size(), 2u);
+  const Point& q = given->points[1];
+  EXPECT_EQ(q.options.auto_algorithm, 5);
+  EXPECT_EQ(q.options.peak_tflops, 989.5);
+  EXPECT_EQ(q.options.bandwidth_gbps, 50.0);
+  EXPECT_EQ(q.options.hardware_profile, "results/profiles/h100-rdma.yaml");
+  EXPECT_EQ(param<int64_t>(q, "auto_algorithm"), 5);
+  EXPECT_EQ(param<double>(q, "peak_tflops"), 989.5);
+  EXPECT_EQ(param<std::string>(q, "hardware_profile"), "results/profiles/h100-rdma.yaml");
+  EXPECT_NE(q.id.find("auto_algorithm=5"), std::string::npos) << q.id;
+  EXPECT_NE(q.id.find("bandwidth_gbps=50.0"), std::string::npos) << q.id;
+  EXPECT_NE(q.id.find("hardware_profile=results/profiles/h100-rdma.yaml"), std::string::npos)
+      << q.id;
+  EXPECT_NE(q.id.find("peak_tflops=989.5"), std::string::npos) << q.id;
+  EXPECT_NE(given->points[0].id, q.id);
+}
+
+TEST(ConfigAuto, HardwareProfileAcceptsAbsoluteAndRelativePaths) {
+  for (const char* path : {"/opt/cpbench/profiles/h100.yaml", "../profiles/x.yaml",
+                           "tests/data/profiles/yang2024_h100_rdma.yaml"}) {
+    auto e =
+        parse(std::string(kAutoShape) + "  hardware_profile: " + path + "\n", with_strategies());
+    ASSERT_TRUE(e.ok()) << path << ": " << e.error().str();
+    EXPECT_EQ(e->points[0].options.hardware_profile, path);
+  }
+}
+
+}  // namespace
+}  // namespace cpb

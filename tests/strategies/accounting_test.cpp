@@ -71,6 +71,9 @@ TEST(Accounting, FlopsSumToTheWorkloadsMaskAwareFlops) {
           for (int64_t P : {0, 7, 40}) {
             Workload w = gqa_workload(6 * n, P);
             w.mask = mask;
+            // Strategies with head limits (ulysses: 8 heads over 3 ranks) refuse some points.
+            if (!check_point({.strategy = strategy, .layout = layout, .cp = n, .workload = w}).ok())
+              continue;
             ExecResult r = run(strategy, layout, n, w);
             double total = 0;
             for (const auto& rank : r.ranks) total += rank.accounting.total().flops;
@@ -110,6 +113,44 @@ TEST(Accounting, PeakMemoryCountsInputsAndRingBuffers) {
   const int64_t o = w.batch * 2 * w.heads * w.head_dim * 4;           // fp32
   const int64_t lse = w.batch * 2 * w.heads * 4;
   for (const auto& rank : r.ranks) EXPECT_EQ(rank.peak_memory_bytes, q + o + lse + 3 * kv_block);
+}
+
+}  // namespace
+}  // namespace cpb
+
+namespace cpb {
+namespace {
+
+// pass-Q (prefill): N-1 ring steps each send the local Q block; the all-to-all sends every other
+// rank the fp32 partial (O and LSE) of its queries and receives N-1 partials of the local ones.
+TEST(Accounting, RingPassQSendsQBlocksAndPartials) {
+  for (int n : {2, 3, 4, 5}) {
+    Workload w = gqa_workload(4 * n, 10 * n + 3);
+    ExecResult r = run("ring_pass_q", LayoutKind::zigzag, n, w);
+    const int64_t rows = w.batch * (w.new_tokens / n) * w.heads;
+    for (const auto& rank : r.ranks) {
+      const auto& ring = rank.accounting.phases.at("ring_q");
+      EXPECT_EQ(ring.bytes_sent, (n - 1) * rows * w.head_dim * 2);
+      EXPECT_EQ(ring.bytes_recv, (n - 1) * rows * w.head_dim * 2);
+      const auto& a2a = rank.accounting.phases.at("a2a_partials");
+      EXPECT_EQ(a2a.bytes_sent, (n - 1) * rows * (w.head_dim + 1) * 4);
+      EXPECT_EQ(a2a.bytes_recv, (n - 1) * rows * (w.head_dim + 1) * 4);
+      // K and V never move.
+      EXPECT_EQ(rank.accounting.phases.count("ring_kv"), 0u);
+    }
+  }
+}
+
+// Eq. 1 of Yang et al.: passing Q moves fewer ring bytes than passing K and V exactly when
+// T / (T + P) < 2 Hkv / H (here 2 * 2 / 8 = 50%).
+TEST(Accounting, PassQMovesFewerRingBytesBelowTheEq1MissRate) {
+  const int n = 4;
+  for (auto [T, P] : {std::pair<int64_t, int64_t>{8, 200}, {32, 8}}) {
+    Workload w = gqa_workload(T, P);
+    const int64_t q = run("ring_pass_q", LayoutKind::zigzag, n, w).ranks[0].accounting.phases.at("ring_q").bytes_sent;
+    const int64_t kv = run("ring_pass_kv", LayoutKind::zigzag, n, w).ranks[0].accounting.phases.at("ring_kv").bytes_sent;
+    EXPECT_EQ(q < kv, w.miss_rate() < 2.0 * w.kv_heads / w.heads) << "T=" << T << " P=" << P;
+  }
 }
 
 }  // namespace

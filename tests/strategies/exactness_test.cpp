@@ -89,6 +89,11 @@ TEST(ExactnessExtra, BatchUnevenCacheAndWideHeads) {
                                  .mask = MaskKind::causal, .new_tokens = 2 * n,
                                  .cached_tokens = 5 * n + 2};
         spec.seed = 99;
+        if (Status st = check_point(spec); !st.ok()) {
+          // 8 heads do not split over 3, 5 or 7 ranks for ulysses; every other strategy runs.
+          EXPECT_EQ(strategy, "ulysses") << st.error().str();
+          continue;
+        }
         auto res = execute_point(spec);
         ASSERT_TRUE(res.ok()) << res.error().detail();
         EXPECT_TRUE(res->verify.passed())
