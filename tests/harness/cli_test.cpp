@@ -15,6 +15,7 @@
 #include "harness/io/npy.hpp"
 #include "harness/io/results.hpp"
 #include "harness/runner/runner.hpp"
+#include "strategies/strategy.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace cpb {
@@ -275,6 +276,33 @@ TEST_F(Cli, AttendRoundTripsNpy) {
   EXPECT_EQ(ln->shape, (std::vector<int64_t>{12, 4}));
   auto ref = verify_against_reference(w, in, on->data, ln->data, 1e-5);
   EXPECT_TRUE(ref.passed()) << ref.max_rel_err;
+}
+
+// attend runs every registered strategy; usp takes --ulysses, auto reports its choice.
+TEST_F(Cli, AttendRunsEveryStrategy) {
+  Workload w{.heads = 8, .kv_heads = 4, .head_dim = 8, .dtype = DType::fp32, .new_tokens = 16,
+             .cached_tokens = 48};
+  Inputs in = random_inputs(w, 5);
+  auto q = (dir_ / "q.npy").string(), k = (dir_ / "k.npy").string(), v = (dir_ / "v.npy").string();
+  ASSERT_TRUE(write_npy(q, {16, 8, 8}, in.q.data()).ok());
+  ASSERT_TRUE(write_npy(k, {64, 4, 8}, in.k.data()).ok());
+  ASSERT_TRUE(write_npy(v, {64, 4, 8}, in.v.data()).ok());
+  auto o = (dir_ / "o.npy").string(), l = (dir_ / "lse.npy").string();
+  for (const auto& s : strategy_names()) {
+    std::string extra = s == "usp" ? " --ulysses 2" : "";
+    CmdResult r = cpbench("attend --q " + q + " --k " + k + " --v " + v + " --strategy " + s +
+                          " --cp 4 --layout zigzag --causal --out " + o + " --lse " + l + extra);
+    ASSERT_EQ(r.code, 0) << s << "\n" << r.out;
+    if (s == "auto") EXPECT_NE(r.out.find("\"choice\""), std::string::npos) << r.out;
+    if (s == "usp") EXPECT_NE(r.out.find("\"ulysses\":2"), std::string::npos) << r.out;
+    auto on = read_npy(o);
+    auto ln = read_npy(l);
+    ASSERT_TRUE(on.ok() && ln.ok());
+    EXPECT_TRUE(verify_against_reference(w, in, on->data, ln->data, 1e-5).passed()) << s;
+  }
+  CmdResult bad = cpbench("attend --q " + q + " --k " + k + " --v " + v +
+                          " --strategy usp --ulysses 3 --cp 4 --out " + o);
+  EXPECT_EQ(bad.code, 2) << bad.out;
 }
 
 TEST_F(Cli, AttendRejectsBadNpy) {
