@@ -121,6 +121,22 @@ axes:
   EXPECT_EQ(recs[2]["status"], "ok");
 }
 
+TEST_F(Cli, HeadsThatDoNotSplitOverCpAreAnInvalidPoint) {
+  auto cfg = write("heads.yaml", R"(name: t
+iterations: 1
+defaults: {heads: 16, kv_heads: 4, head_dim: 8, new_tokens: 24, strategy: ulysses}
+axes:
+  cp: [3, 4]
+)");
+  CmdResult r = cpbench("run " + cfg + " --backend cpu --out " + out());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("heads (16) divisible by cp (3)"), std::string::npos) << r.out;
+  auto recs = records();
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[0]["status"], "invalid");
+  EXPECT_EQ(recs[1]["status"], "ok");
+}
+
 TEST_F(Cli, DryRunPrintsPointsAndWritesNothing) {
   auto cfg = write("good.yaml", kGood);
   CmdResult r = cpbench("run " + cfg + " --dry-run --out " + out());
