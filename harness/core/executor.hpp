@@ -175,6 +175,17 @@ class Executor {
   // Host waits until every stream of this rank is idle.
   virtual Status synchronize() = 0;
 
+  // --- measurement (used by the harness, not by strategies) -----------------------------------
+  // Every rank waits for every other (host side, with the backend's timeout).
+  virtual Status barrier() = 0;
+  // Brackets one iteration: timer_stop returns its seconds on this rank's clock (cpu: host wall
+  // clock; cuda: events on the compute stream after joining the comm stream).
+  virtual Status timer_start() = 0;
+  virtual Expected<double> timer_stop() = 0;
+  virtual std::string_view clock() const = 0;
+  // Event ids restart every iteration, so a backend can reuse its event objects.
+  void begin_iteration() { next_event_ = 0; }
+
   // --- bookkeeping ----------------------------------------------------------------------------
   void set_step(int step) { step_ = step; }
   void set_logging(bool on) { logging_ = on; }

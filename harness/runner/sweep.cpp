@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/config/config.hpp"
+#include "harness/core/backend.hpp"
 #include "harness/io/provenance.hpp"
 #include "harness/io/results.hpp"
 #include "harness/runner/record.hpp"
@@ -37,8 +38,9 @@ std::string short_desc(const Point& p) {
                      to_string(p.workload.mask), p.workload.new_tokens, p.workload.cached_tokens);
 }
 
-ExecSpec spec_for(const Point& p, const Experiment& ex) {
+ExecSpec spec_for(const Point& p, const Experiment& ex, const std::string& backend) {
   ExecSpec s;
+  s.backend = backend;
   s.strategy = p.strategy;
   s.layout = p.layout;
   s.cp = p.cp;
@@ -80,23 +82,25 @@ nlohmann::json bench_json(const std::vector<nlohmann::json>& records, const nloh
 }  // namespace
 
 BackendChoice resolve_backend(const std::string& requested, std::string* error) {
-  int gpus = 0;
-#ifdef CPBENCH_HAVE_CUDA
-  gpus = static_cast<int>(cuda::visible_devices().size());
-#endif
+  const int gpus = usable_gpus();
   if (requested == "cpu") return {"cpu", "requested"};
   if (requested == "auto" || requested.empty()) {
-    // The cuda executor lands with Step C; until then every machine runs the cpu reference.
-    if (gpus > 0)
-      return {"cpu", fmt::format("{} GPU(s) visible, but the cuda backend is not implemented in "
-                                 "this build yet: running the cpu reference",
-                                 gpus)};
-    return {"cpu", "no GPU visible"};
+    if (gpus > 0) return {"cuda", fmt::format("{} GPU(s) visible", gpus)};
+    return {"cpu", "no GPU visible (or no cuda backend in this build)"};
   }
-  if (requested == "cuda" || requested == "sim") {
-    *error = fmt::format(
-        "backend '{}' is not implemented in this build yet: use --backend cpu (or auto)",
-        requested);
+  if (requested == "cuda") {
+    if (Status st = check_backend("cuda", 1); !st.ok()) {
+      *error = st.error().str();
+      return {};
+    }
+    if (gpus == 0) {
+      *error = "backend cuda: no GPU visible: use --backend cpu";
+      return {};
+    }
+    return {"cuda", fmt::format("requested, {} GPU(s) visible", gpus)};
+  }
+  if (requested == "sim") {
+    *error = "backend 'sim' is not implemented in this build yet: use --backend cpu (or auto)";
     return {};
   }
   *error = fmt::format("unknown backend '{}': use auto, cpu, cuda or sim", requested);
@@ -129,7 +133,7 @@ int run_sweep(const SweepOptions& opts) {
   std::vector<std::string> invalid(ex.points.size());
   int n_invalid = 0;
   for (size_t i = 0; i < ex.points.size(); ++i) {
-    Status st = check_point(spec_for(ex.points[i], ex));
+    Status st = check_point(spec_for(ex.points[i], ex, backend.name));
     if (!st.ok()) {
       invalid[i] = st.error().str();
       ++n_invalid;
@@ -265,7 +269,7 @@ int run_sweep(const SweepOptions& opts) {
       line = "INVALID " + invalid[i];
       ++failures;
     } else {
-      auto res = execute_point(spec_for(p, ex));
+      auto res = execute_point(spec_for(p, ex, backend.name));
       if (!res) {
         rec = point_record(p, backend.name, "error", res.error().str(), nullptr, brief, repro);
         line = "ERROR " + res.error().str();

@@ -59,7 +59,15 @@ class CpuExecutor final : public Executor {
   Status write(Buf b, int64_t offset, std::span<const float> data) override;
   Status read(Buf b, int64_t offset, std::span<float> out) override;
   Status synchronize() override { return {}; }
-  Status barrier() { return world_.barrier(rank()); }
+  Status barrier() override { return world_.barrier(rank()); }
+  Status timer_start() override {
+    t0_ = std::chrono::steady_clock::now();
+    return {};
+  }
+  Expected<double> timer_stop() override {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+  std::string_view clock() const override { return "wall"; }
 
  protected:
   Status do_alloc(Buf b, ElemKind kind, int64_t elems) override;
@@ -78,6 +86,7 @@ class CpuExecutor final : public Executor {
   std::span<float> span(Range r) { return {mem_[r.buf.id].data() + r.offset, static_cast<size_t>(r.count)}; }
   CpuWorld& world_;
   std::vector<std::vector<float>> mem_;
+  std::chrono::steady_clock::time_point t0_;
 };
 
 }  // namespace cpb

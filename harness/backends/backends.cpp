@@ -1,0 +1,71 @@
+// Backend selection: the cpu reference everywhere, the cuda backend when it is built with NCCL.
+#include "harness/backends/cpu/cpu_executor.hpp"
+#include "harness/core/backend.hpp"
+
+#ifdef CPBENCH_HAVE_NCCL
+#include "harness/backends/cuda/cuda_executor.hpp"
+#endif
+#ifdef CPBENCH_HAVE_CUDA
+#include "kernels/cuda/device.hpp"
+#endif
+
+namespace cpb {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(int world, DType dtype, double timeout_s) : world_(world, timeout_s), dtype_(dtype) {}
+  std::string_view name() const override { return "cpu"; }
+  int size() const override { return world_.size(); }
+  Status run(const std::function<Status(Executor&)>& fn) override {
+    return world_.run([&](int rank) -> Status {
+      CpuExecutor ex(world_, rank, dtype_);
+      return fn(ex);
+    });
+  }
+
+ private:
+  CpuWorld world_;
+  DType dtype_;
+};
+
+}  // namespace
+
+int usable_gpus() {
+#if defined(CPBENCH_HAVE_CUDA) && defined(CPBENCH_HAVE_NCCL)
+  static const int n = static_cast<int>(cuda::visible_devices().size());
+  return n;
+#else
+  return 0;
+#endif
+}
+
+Status check_backend(std::string_view name, int world) {
+  if (name == "cpu") return {};
+  if (name == "cuda") {
+#if defined(CPBENCH_HAVE_CUDA) && defined(CPBENCH_HAVE_NCCL)
+    CPB_REQUIRE(world <= usable_gpus(),
+                "cp = {} needs {} GPUs, {} visible: lower cp or use a larger machine", world,
+                world, usable_gpus());
+    return {};
+#else
+    return CPB_ERROR("this build has no cuda backend (CUDA or NCCL was not found at configure "
+                     "time): use --backend cpu");
+#endif
+  }
+  return CPB_ERROR("backend '{}' cannot run points in this build: use cpu{}", name,
+                   usable_gpus() > 0 ? " or cuda" : "");
+}
+
+Expected<std::unique_ptr<Backend>> make_backend(std::string_view name, int world, DType dtype,
+                                                double timeout_s) {
+  CPB_TRY(check_backend(name, world));
+  if (name == "cpu") return std::unique_ptr<Backend>(new CpuBackend(world, dtype, timeout_s));
+#ifdef CPBENCH_HAVE_NCCL
+  return make_cuda_backend(world, dtype, timeout_s);
+#else
+  return CPB_ERROR("internal: no backend '{}'", name);
+#endif
+}
+
+}  // namespace cpb

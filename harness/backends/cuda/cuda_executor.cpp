@@ -1,0 +1,287 @@
+// CudaExecutor (device memory, kernels of kernels/cuda, NCCL calls on the comm stream) and the
+// single-node CudaBackend.
+#include "harness/backends/cuda/cuda_executor.hpp"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "harness/backends/cpu/cpu_executor.hpp"
+#include "kernels/cuda/kernels.hpp"
+
+#define CPB_CUDA(call)                                                                   \
+  do {                                                                                   \
+    cudaError_t cpb_cuda_err_ = (call);                                                  \
+    if (cpb_cuda_err_ != cudaSuccess)                                                    \
+      return CPB_ERROR("CUDA error {} ({}) in {}", static_cast<int>(cpb_cuda_err_),      \
+                       cudaGetErrorString(cpb_cuda_err_), #call);                        \
+  } while (0)
+
+#define CPB_NCCL(call)                                                                   \
+  do {                                                                                   \
+    ncclResult_t cpb_nccl_err_ = (call);                                                 \
+    if (cpb_nccl_err_ != ncclSuccess)                                                    \
+      return CPB_ERROR("NCCL error {} ({}) in {}", static_cast<int>(cpb_nccl_err_),      \
+                       ncclGetErrorString(cpb_nccl_err_), #call);                        \
+  } while (0)
+
+namespace cpb {
+namespace {
+
+cuda::ActType act_type(DType d) { return d == DType::fp16 ? cuda::ActType::fp16 : cuda::ActType::bf16; }
+
+class CudaExecutor final : public Executor {
+ public:
+  CudaExecutor(int rank, int world, DType dtype, ncclComm_t comm, CpuWorld& host)
+      : Executor(rank, world, dtype), comm_(comm), host_(host) {}
+  ~CudaExecutor() override {
+    for (void* p : mem_) cudaFree(p);
+    for (auto e : events_) cudaEventDestroy(e);
+    if (t0_) cudaEventDestroy(t0_);
+    if (t1_) cudaEventDestroy(t1_);
+    if (join_) cudaEventDestroy(join_);
+    for (auto s : streams_) if (s) cudaStreamDestroy(s);
+  }
+
+  Status init() {
+    CPB_CUDA(cudaSetDevice(rank()));
+    for (auto& s : streams_) CPB_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CPB_CUDA(cudaEventCreate(&t0_));
+    CPB_CUDA(cudaEventCreate(&t1_));
+    CPB_CUDA(cudaEventCreateWithFlags(&join_, cudaEventDisableTiming));
+    return {};
+  }
+
+  std::string_view backend() const override { return "cuda"; }
+
+  Status write(Buf b, int64_t offset, std::span<const float> data) override {
+    CPB_TRY(check_range({b, offset, static_cast<int64_t>(data.size())}, "write"));
+    const int64_t eb = elem_bytes(b);
+    std::vector<unsigned char> host(data.size() * static_cast<size_t>(eb));
+    if (kind_of(b) == ElemKind::f32)
+      std::memcpy(host.data(), data.data(), host.size());
+    else
+      cuda::floats_to_act(act_type(dtype()), data.data(), host.data(),
+                          static_cast<int64_t>(data.size()));
+    CPB_CUDA(cudaMemcpy(ptr(b, offset), host.data(), host.size(), cudaMemcpyHostToDevice));
+    return {};
+  }
+
+  Status read(Buf b, int64_t offset, std::span<float> out) override {
+    CPB_TRY(check_range({b, offset, static_cast<int64_t>(out.size())}, "read"));
+    CPB_TRY(synchronize());
+    const int64_t eb = elem_bytes(b);
+    std::vector<unsigned char> host(out.size() * static_cast<size_t>(eb));
+    CPB_CUDA(cudaMemcpy(host.data(), ptr(b, offset), host.size(), cudaMemcpyDeviceToHost));
+    if (kind_of(b) == ElemKind::f32)
+      std::memcpy(out.data(), host.data(), host.size());
+    else
+      cuda::act_to_floats(act_type(dtype()), host.data(), out.data(),
+                          static_cast<int64_t>(out.size()));
+    return {};
+  }
+
+  Status synchronize() override {
+    for (auto s : streams_) CPB_CUDA(cudaStreamSynchronize(s));
+    return {};
+  }
+  Status barrier() override {
+    CPB_TRY(synchronize());
+    return host_.barrier(rank());
+  }
+  Status timer_start() override {
+    // Both streams start after the start event, so nothing of the iteration runs before it.
+    CPB_CUDA(cudaEventRecord(t0_, stream(Stream::compute)));
+    CPB_CUDA(cudaStreamWaitEvent(stream(Stream::comm), t0_, 0));
+    return {};
+  }
+  Expected<double> timer_stop() override {
+    CPB_CUDA(cudaEventRecord(join_, stream(Stream::comm)));
+    CPB_CUDA(cudaStreamWaitEvent(stream(Stream::compute), join_, 0));
+    CPB_CUDA(cudaEventRecord(t1_, stream(Stream::compute)));
+    CPB_CUDA(cudaEventSynchronize(t1_));
+    float ms = 0;
+    CPB_CUDA(cudaEventElapsedTime(&ms, t0_, t1_));
+    return static_cast<double>(ms) * 1e-3;
+  }
+  std::string_view clock() const override { return "cuda_event"; }
+
+ protected:
+  Status do_alloc(Buf b, ElemKind kind, int64_t elems) override {
+    if (static_cast<int>(mem_.size()) <= b.id) mem_.resize(b.id + 1, nullptr);
+    const size_t bytes = static_cast<size_t>(std::max<int64_t>(elems, 1)) *
+                         (kind == ElemKind::f32 ? 4 : 2);
+    CPB_CUDA(cudaMalloc(&mem_[b.id], bytes));
+    // Zeroed, so that padding that travels is deterministic.
+    CPB_CUDA(cudaMemset(mem_[b.id], 0, bytes));
+    return {};
+  }
+
+  Status do_attention(Stream s, const AttnArgs& a) override {
+    int kind = a.mask.kind == BlockMask::Kind::none ? 0 : a.mask.kind == BlockMask::Kind::full ? 1 : 2;
+    return launched(cuda::attention_forward(act_type(dtype()), dev(a.q), dev(a.k), dev(a.v),
+                                            dev(a.o), dev(a.lse), kind, a.mask.diag,
+                                            static_cast<float>(a.scale), a.accumulate, raw(s)),
+                    "attention");
+  }
+  Status do_merge(Stream s, const MergeArgs& a) override {
+    return launched(cuda::merge_partials(dev(a.o), dev(a.lse), dev(a.part_o), dev(a.part_lse), raw(s)),
+                    "merge");
+  }
+  Status do_reset(Stream s, View o, View lse) override {
+    return launched(cuda::reset_partials(dev(o), dev(lse), raw(s)), "reset");
+  }
+  Status do_copy(Stream s, Range dst, Range src) override {
+    CPB_CUDA(cudaMemcpyAsync(ptr(dst.buf, dst.offset), ptr(src.buf, src.offset),
+                             static_cast<size_t>(src.count * elem_bytes(src.buf)),
+                             cudaMemcpyDeviceToDevice, stream(s)));
+    return {};
+  }
+  Status do_copy_view(Stream s, View dst, View src) override {
+    return launched(cuda::copy_view(static_cast<int>(elem_bytes(dst.buf)), dev(dst), dev(src), raw(s)),
+                    "copy_view");
+  }
+  Status do_p2p(Stream s, std::span<const P2POp> ops) override {
+    CPB_NCCL(ncclGroupStart());
+    for (const auto& op : ops) {
+      if (op.range.count == 0) continue;
+      if (op.kind == P2POp::Kind::send)
+        CPB_NCCL(ncclSend(ptr(op.range.buf, op.range.offset), static_cast<size_t>(op.range.count),
+                          nccl_type(op.range.buf), op.peer, comm_, stream(s)));
+      else
+        CPB_NCCL(ncclRecv(ptr(op.range.buf, op.range.offset), static_cast<size_t>(op.range.count),
+                          nccl_type(op.range.buf), op.peer, comm_, stream(s)));
+    }
+    CPB_NCCL(ncclGroupEnd());
+    return {};
+  }
+  Status do_all_to_all(Stream s, std::span<const Range> send, std::span<const Range> recv) override {
+    // NCCL's all-to-all is grouped send/recv; empty entries (ranks outside a USP group) skip.
+    const int r = rank();
+    if (send[r].count > 0)
+      CPB_CUDA(cudaMemcpyAsync(ptr(recv[r].buf, recv[r].offset), ptr(send[r].buf, send[r].offset),
+                               static_cast<size_t>(send[r].count * elem_bytes(send[r].buf)),
+                               cudaMemcpyDeviceToDevice, stream(s)));
+    CPB_NCCL(ncclGroupStart());
+    for (int j = 0; j < world(); ++j) {
+      if (j == r) continue;
+      if (send[j].count > 0)
+        CPB_NCCL(ncclSend(ptr(send[j].buf, send[j].offset), static_cast<size_t>(send[j].count),
+                          nccl_type(send[j].buf), j, comm_, stream(s)));
+      if (recv[j].count > 0)
+        CPB_NCCL(ncclRecv(ptr(recv[j].buf, recv[j].offset), static_cast<size_t>(recv[j].count),
+                          nccl_type(recv[j].buf), j, comm_, stream(s)));
+    }
+    CPB_NCCL(ncclGroupEnd());
+    return {};
+  }
+  Status do_all_gather(Stream s, Range send, Range recv) override {
+    CPB_NCCL(ncclAllGather(ptr(send.buf, send.offset), ptr(recv.buf, recv.offset),
+                           static_cast<size_t>(send.count), nccl_type(send.buf), comm_, stream(s)));
+    return {};
+  }
+  void do_record(Stream s, Event e) override {
+    while (static_cast<int>(events_.size()) <= e.id) {
+      cudaEvent_t ev{};
+      cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+      events_.push_back(ev);
+    }
+    cudaEventRecord(events_[e.id], stream(s));
+  }
+  void do_wait(Stream s, Event e) override {
+    if (e.id >= 0 && e.id < static_cast<int>(events_.size()))
+      cudaStreamWaitEvent(stream(s), events_[e.id], 0);
+  }
+
+ private:
+  cudaStream_t stream(Stream s) const { return streams_[static_cast<int>(s)]; }
+  void* raw(Stream s) const { return static_cast<void*>(stream(s)); }
+  void* ptr(Buf b, int64_t offset) const {
+    return static_cast<unsigned char*>(mem_[b.id]) + offset * elem_bytes(b);
+  }
+  cuda::DevView dev(const View& v) const {
+    return {ptr(v.buf, v.offset), v.batch, v.batch_stride, v.tokens, v.heads, v.dim, v.token_stride};
+  }
+  ncclDataType_t nccl_type(Buf b) const {
+    if (kind_of(b) == ElemKind::f32) return ncclFloat32;
+    return dtype() == DType::fp16 ? ncclFloat16 : ncclBfloat16;
+  }
+  Status launched(int err, const char* what) const {
+    if (err != 0)
+      return CPB_ERROR("CUDA error {} ({}) launching {}", err,
+                       cudaGetErrorString(static_cast<cudaError_t>(err)), what);
+    return {};
+  }
+
+  ncclComm_t comm_;
+  CpuWorld& host_;
+  cudaStream_t streams_[2] = {nullptr, nullptr};
+  cudaEvent_t t0_ = nullptr, t1_ = nullptr, join_ = nullptr;
+  std::vector<void*> mem_;
+  std::vector<cudaEvent_t> events_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(int world, DType dtype, double timeout_s)
+      : world_(world), dtype_(dtype), host_(world, timeout_s) {}
+  ~CudaBackend() override {
+    for (auto c : comms_) {
+      if (c == nullptr) continue;
+      if (aborted_) ncclCommAbort(c);
+      else ncclCommDestroy(c);
+    }
+  }
+  std::string_view name() const override { return "cuda"; }
+  int size() const override { return world_; }
+
+  Status init() {
+    comms_.assign(static_cast<size_t>(world_), nullptr);
+    std::vector<int> devs(static_cast<size_t>(world_));
+    for (int i = 0; i < world_; ++i) devs[i] = i;
+    CPB_NCCL(ncclCommInitAll(comms_.data(), world_, devs.data()));
+    return {};
+  }
+
+  Status run(const std::function<Status(Executor&)>& fn) override {
+    return host_.run([&](int rank) -> Status {
+      CudaExecutor ex(rank, world_, dtype_, comms_[rank], host_);
+      Status st = ex.init();
+      if (st.ok()) st = fn(ex);
+      if (!st.ok()) abort_all();
+      return st;
+    });
+  }
+
+ private:
+  // Unblocks ranks waiting in NCCL for a rank that failed.
+  void abort_all() {
+    std::lock_guard lock(mu_);
+    if (aborted_) return;
+    aborted_ = true;
+    for (auto c : comms_)
+      if (c != nullptr) ncclCommAbort(c);
+    comms_.assign(comms_.size(), nullptr);
+  }
+
+  int world_;
+  DType dtype_;
+  CpuWorld host_;  // host-side barrier and abort shared by the rank threads
+  std::vector<ncclComm_t> comms_;
+  std::mutex mu_;
+  bool aborted_ = false;
+};
+
+}  // namespace
+
+Expected<std::unique_ptr<Backend>> make_cuda_backend(int world, DType dtype, double timeout_s) {
+  auto b = std::make_unique<CudaBackend>(world, dtype, timeout_s);
+  CPB_TRY(b->init());
+  return std::unique_ptr<Backend>(std::move(b));
+}
+
+}  // namespace cpb

@@ -1,0 +1,32 @@
+// A backend is a world of ranks for one point: it creates each rank's Executor (a cpu thread,
+// or a GPU with its NCCL communicator) and runs the same function on all of them, returning the
+// root-cause error if any rank fails (the others are aborted, never left hanging).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "harness/core/executor.hpp"
+#include "harness/core/status.hpp"
+
+namespace cpb {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+  virtual int size() const = 0;
+  virtual Status run(const std::function<Status(Executor&)>& fn) = 0;
+};
+
+// "cpu" or "cuda" (when built with CUDA and NCCL). Errors say what to use instead.
+Expected<std::unique_ptr<Backend>> make_backend(std::string_view name, int world, DType dtype,
+                                                double timeout_s);
+// Whether `name` can run `world` ranks here (cuda: that many GPUs visible), without starting it.
+Status check_backend(std::string_view name, int world);
+// GPUs the cuda backend can use (0 when it is not built).
+int usable_gpus();
+
+}  // namespace cpb

@@ -1,0 +1,241 @@
+// Portable flash-attention forward, LSE merge, reset and strided copy kernels (sm_80+).
+//
+// attention: one warp per (batch, head, query row). The row's query sits in registers, spread
+// over the lanes (dim/32 values each); keys are visited 32 at a time, lane j scoring key j
+// against the whole query (read from shared memory), then the warp does an online softmax step
+// and accumulates P·V with each lane owning its slice of the output dims. fp32 throughout,
+// LSE in natural log. Correct first; the tensor-core kernel comes with Step D.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cuda/kernels.hpp"
+
+namespace cpb::cuda {
+namespace {
+
+constexpr int kMaxPerLane = 8;  // head_dim <= 256
+constexpr int kWarpsPerBlock = 4;
+
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+
+template <class T>
+__device__ __forceinline__ const T* at(const DevView& v, int64_t b, int64_t t, int64_t h) {
+  const int64_t ts = v.token_stride ? v.token_stride : v.heads * v.dim;
+  return static_cast<const T*>(v.data) + b * v.batch_stride + t * ts + h * v.dim;
+}
+template <class T>
+__device__ __forceinline__ T* at_mut(const DevView& v, int64_t b, int64_t t, int64_t h) {
+  const int64_t ts = v.token_stride ? v.token_stride : v.heads * v.dim;
+  return static_cast<T*>(v.data) + b * v.batch_stride + t * ts + h * v.dim;
+}
+
+template <class T>
+__global__ void attention_kernel(DevView q, DevView k, DevView v, DevView o, DevView lse,
+                                 int mask_kind, int64_t diag, float scale, bool accumulate) {
+  __shared__ float qs[kWarpsPerBlock][kMaxPerLane * 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
+  const int64_t rows = q.batch * q.tokens * q.heads;
+  if (row >= rows) return;
+  const int64_t h = row % q.heads, i = (row / q.heads) % q.tokens, b = row / (q.heads * q.tokens);
+  const int64_t hk = h / (q.heads / k.heads);
+  const int d = static_cast<int>(q.dim);
+  const T* qrow = at<T>(q, b, i, h);
+  for (int x = lane; x < d; x += 32) qs[warp][x] = to_f(qrow[x]) * scale;
+  __syncwarp();
+
+  int64_t visible = k.tokens;
+  if (mask_kind == 0) visible = 0;
+  if (mask_kind == 2) {
+    visible = i + diag + 1;
+    if (visible < 0) visible = 0;
+    if (visible > k.tokens) visible = k.tokens;
+  }
+
+  float m = -INFINITY, l = 0.0f;
+  float acc[kMaxPerLane];
+#pragma unroll
+  for (int c = 0; c < kMaxPerLane; ++c) acc[c] = 0.0f;
+  for (int64_t j0 = 0; j0 < visible; j0 += 32) {
+    const int64_t j = j0 + lane;
+    float s = -INFINITY;
+    if (j < visible) {
+      const T* krow = at<T>(k, b, j, hk);
+      float dot = 0.0f;
+      for (int x = 0; x < d; ++x) dot += qs[warp][x] * to_f(krow[x]);
+      s = dot;
+    }
+    float mx = s;
+    for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    const float m_new = fmaxf(m, mx);
+    const float p = j < visible ? __expf(s - m_new) : 0.0f;
+    float ps = p;
+    for (int off = 16; off > 0; off >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, off);
+    const float corr = __expf(m - m_new);  // m = -inf on the first chunk: corr = 0
+    l = l * corr + ps;
+#pragma unroll
+    for (int c = 0; c < kMaxPerLane; ++c) acc[c] *= corr;
+    const int64_t n = visible - j0 < 32 ? visible - j0 : 32;
+    for (int64_t jj = 0; jj < n; ++jj) {
+      const float pj = __shfl_sync(0xffffffffu, p, static_cast<int>(jj));
+      const T* vrow = at<T>(v, b, j0 + jj, hk);
+#pragma unroll
+      for (int c = 0; c < kMaxPerLane; ++c) {
+        const int x = lane + 32 * c;
+        if (x < d) acc[c] += pj * to_f(vrow[x]);
+      }
+    }
+    m = m_new;
+  }
+
+  float* orow = at_mut<float>(o, b, i, h);
+  float* lrow = at_mut<float>(lse, b, i, h);
+  const float my_lse = visible > 0 ? m + logf(l) : -INFINITY;
+  const float inv = visible > 0 ? 1.0f / l : 0.0f;
+  if (!accumulate) {
+#pragma unroll
+    for (int c = 0; c < kMaxPerLane; ++c) {
+      const int x = lane + 32 * c;
+      if (x < d) orow[x] = acc[c] * inv;
+    }
+    if (lane == 0) *lrow = my_lse;
+    return;
+  }
+  // Merge into the existing partial: max-subtracted, -inf safe.
+  const float old = *lrow;
+  const float mm = fmaxf(old, my_lse);
+  __syncwarp();
+  if (mm == -INFINITY) {
+#pragma unroll
+    for (int c = 0; c < kMaxPerLane; ++c) {
+      const int x = lane + 32 * c;
+      if (x < d) orow[x] = 0.0f;
+    }
+    if (lane == 0) *lrow = -INFINITY;
+    return;
+  }
+  const float w0 = __expf(old - mm), w1 = __expf(my_lse - mm);
+  const float winv = 1.0f / (w0 + w1);
+#pragma unroll
+  for (int c = 0; c < kMaxPerLane; ++c) {
+    const int x = lane + 32 * c;
+    if (x < d) orow[x] = (w0 * orow[x] + w1 * acc[c] * inv) * winv;
+  }
+  __syncwarp();
+  if (lane == 0) *lrow = mm + logf(w0 + w1);
+}
+
+__global__ void merge_kernel(DevView o, DevView lse, DevView po, DevView pl) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (row >= o.batch * o.tokens * o.heads) return;
+  const int64_t h = row % o.heads, t = (row / o.heads) % o.tokens, b = row / (o.heads * o.tokens);
+  float* l = at_mut<float>(lse, b, t, h);
+  const float li = *at<float>(pl, b, t, h);
+  const float mm = fmaxf(*l, li);
+  float* orow = at_mut<float>(o, b, t, h);
+  const float* prow = at<float>(po, b, t, h);
+  if (mm == -INFINITY) {
+    for (int64_t x = 0; x < o.dim; ++x) orow[x] = 0.0f;
+    *l = -INFINITY;
+    return;
+  }
+  const float w0 = __expf(*l - mm), w1 = __expf(li - mm), inv = 1.0f / (w0 + w1);
+  for (int64_t x = 0; x < o.dim; ++x) orow[x] = (w0 * orow[x] + w1 * prow[x]) * inv;
+  *l = mm + logf(w0 + w1);
+}
+
+__global__ void reset_kernel(DevView o, DevView lse) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (row >= o.batch * o.tokens * o.heads) return;
+  const int64_t h = row % o.heads, t = (row / o.heads) % o.tokens, b = row / (o.heads * o.tokens);
+  float* orow = at_mut<float>(o, b, t, h);
+  for (int64_t x = 0; x < o.dim; ++x) orow[x] = 0.0f;
+  *at_mut<float>(lse, b, t, h) = -INFINITY;
+}
+
+template <class T>
+__global__ void copy_kernel(DevView dst, DevView src) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t total = dst.batch * dst.tokens * dst.heads * dst.dim;
+  if (idx >= total) return;
+  const int64_t x = idx % dst.dim;
+  const int64_t row = idx / dst.dim;
+  const int64_t h = row % dst.heads, t = (row / dst.heads) % dst.tokens,
+                b = row / (dst.heads * dst.tokens);
+  at_mut<T>(dst, b, t, h)[x] = at<T>(src, b, t, h)[x];
+}
+
+unsigned blocks_for(int64_t n, int per) { return static_cast<unsigned>((n + per - 1) / per); }
+
+}  // namespace
+
+int attention_forward(ActType t, const DevView& q, const DevView& k, const DevView& v,
+                      const DevView& o, const DevView& lse, int mask_kind, int64_t diag,
+                      float scale, bool accumulate, void* stream) {
+  const int64_t rows = q.batch * q.tokens * q.heads;
+  if (rows == 0) return 0;
+  if (q.dim > kMaxPerLane * 32) return static_cast<int>(cudaErrorInvalidValue);
+  auto s = static_cast<cudaStream_t>(stream);
+  const unsigned grid = blocks_for(rows, kWarpsPerBlock);
+  if (t == ActType::bf16)
+    attention_kernel<__nv_bfloat16><<<grid, 32 * kWarpsPerBlock, 0, s>>>(
+        q, k, v, o, lse, mask_kind, diag, scale, accumulate);
+  else
+    attention_kernel<__half><<<grid, 32 * kWarpsPerBlock, 0, s>>>(q, k, v, o, lse, mask_kind,
+                                                                  diag, scale, accumulate);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int merge_partials(const DevView& o, const DevView& lse, const DevView& part_o,
+                   const DevView& part_lse, void* stream) {
+  const int64_t rows = o.batch * o.tokens * o.heads;
+  if (rows == 0) return 0;
+  merge_kernel<<<blocks_for(rows, 128), 128, 0, static_cast<cudaStream_t>(stream)>>>(
+      o, lse, part_o, part_lse);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int reset_partials(const DevView& o, const DevView& lse, void* stream) {
+  const int64_t rows = o.batch * o.tokens * o.heads;
+  if (rows == 0) return 0;
+  reset_kernel<<<blocks_for(rows, 128), 128, 0, static_cast<cudaStream_t>(stream)>>>(o, lse);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int copy_view(int elem_bytes, const DevView& dst, const DevView& src, void* stream) {
+  const int64_t n = dst.batch * dst.tokens * dst.heads * dst.dim;
+  if (n == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  if (elem_bytes == 4)
+    copy_kernel<float><<<blocks_for(n, 256), 256, 0, s>>>(dst, src);
+  else
+    copy_kernel<uint16_t><<<blocks_for(n, 256), 256, 0, s>>>(dst, src);
+  return static_cast<int>(cudaGetLastError());
+}
+
+void floats_to_act(ActType t, const float* in, void* out, int64_t n) {
+  if (t == ActType::bf16) {
+    auto* o = static_cast<__nv_bfloat16*>(out);
+    for (int64_t i = 0; i < n; ++i) o[i] = __float2bfloat16_rn(in[i]);
+  } else {
+    auto* o = static_cast<__half*>(out);
+    for (int64_t i = 0; i < n; ++i) o[i] = __float2half_rn(in[i]);
+  }
+}
+
+void act_to_floats(ActType t, const void* in, float* out, int64_t n) {
+  if (t == ActType::bf16) {
+    const auto* p = static_cast<const __nv_bfloat16*>(in);
+    for (int64_t i = 0; i < n; ++i) out[i] = __bfloat162float(p[i]);
+  } else {
+    const auto* p = static_cast<const __half*>(in);
+    for (int64_t i = 0; i < n; ++i) out[i] = __half2float(p[i]);
+  }
+}
+
+}  // namespace cpb::cuda
