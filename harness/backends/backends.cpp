@@ -40,6 +40,25 @@ int usable_gpus() {
 #endif
 }
 
+nlohmann::json backend_info(std::string_view name) {
+  nlohmann::json j = {{"backend", name}};
+#if defined(CPBENCH_HAVE_CUDA) && defined(CPBENCH_HAVE_NCCL)
+  if (name == "cuda") {
+    nlohmann::json gpus = nlohmann::json::array();
+    for (const auto& d : cuda::visible_devices())
+      gpus.push_back({{"index", d.index},
+                      {"name", d.name},
+                      {"sm", fmt::format("{}.{}", d.sm_major, d.sm_minor)},
+                      {"memory_bytes", d.total_memory}});
+    j["gpus"] = gpus;
+    j["driver"] = cuda::driver_version();
+    j["cuda_runtime"] = cuda::runtime_version();
+    j["nccl"] = nccl_version();
+  }
+#endif
+  return j;
+}
+
 Status check_backend(std::string_view name, int world) {
   if (name == "cpu") return {};
   if (name == "cuda") {

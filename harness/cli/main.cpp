@@ -38,10 +38,14 @@ int cmd_list() {
   std::printf("  %-14s %s\n", "cpu", "available: reference, ranks are threads, fp32 attention");
 #ifdef CPBENCH_HAVE_CUDA
   auto devs = cuda::visible_devices();
-  std::printf("  %-14s compiled (driver %s, runtime %s), %zu GPU(s) visible; executor not "
-              "implemented yet\n",
+#ifdef CPBENCH_HAVE_NCCL
+  std::printf("  %-14s available: NCCL, one thread per GPU (driver %s, runtime %s), %zu GPU(s) "
+              "visible\n",
               "cuda", cuda::driver_version().c_str(), cuda::runtime_version().c_str(),
               devs.size());
+#else
+  std::printf("  %-14s kernels compiled, but NCCL was not found: not available\n", "cuda");
+#endif
 #else
   std::printf("  %-14s %s\n", "cuda", "not compiled (no nvcc at configure time)");
 #endif

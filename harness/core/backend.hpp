@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -28,5 +29,7 @@ Expected<std::unique_ptr<Backend>> make_backend(std::string_view name, int world
 Status check_backend(std::string_view name, int world);
 // GPUs the cuda backend can use (0 when it is not built).
 int usable_gpus();
+// What the backend runs on, for the manifest: GPUs, driver, CUDA runtime and NCCL versions.
+nlohmann::json backend_info(std::string_view name);
 
 }  // namespace cpb

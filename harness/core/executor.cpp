@@ -2,6 +2,8 @@
 // mask-aware FLOPs per phase that every run records.
 #include "harness/core/executor.hpp"
 
+#include <functional>
+
 namespace cpb {
 namespace {
 OpRecord op_record(OpKind kind, Stream s, std::string_view phase) {
@@ -139,6 +141,57 @@ void Executor::account(OpRecord rec) {
   }
 }
 
+bool Executor::is_comm(OpKind k) {
+  return k == OpKind::p2p || k == OpKind::all_to_all || k == OpKind::all_gather;
+}
+
+Status Executor::issue(OpRecord rec, const std::function<Status()>& launch) {
+  const bool skipped = is_comm(rec.kind) ? skip_comm_ : skip_compute_;
+  int first_mark = -1;
+  if (tracing_) {
+    first_mark = next_mark_++;
+    do_mark(rec.stream, first_mark);
+  }
+  if (!skipped) {
+    range_push(rec);
+    Status st = launch();
+    range_pop();
+    if (!st.ok()) return st;
+  }
+  if (tracing_) {
+    const int second = next_mark_++;
+    do_mark(rec.stream, second);
+    TraceSlice t;
+    t.kind = rec.kind;
+    t.stream = rec.stream;
+    t.phase = rec.phase;
+    t.step = step_;
+    t.bytes = rec.bytes_sent + rec.bytes_recv;
+    t.flops = rec.flops;
+    t.begin_mark = first_mark;
+    t.end_mark = second;
+    trace_.push_back(std::move(t));
+  }
+  account(std::move(rec));
+  return {};
+}
+
+void Executor::set_tracing(bool on) {
+  tracing_ = on;
+  if (on) {
+    trace_.clear();
+    next_mark_ = 0;
+  }
+}
+
+Status Executor::resolve_trace() {
+  for (auto& t : trace_) {
+    CPB_ASSIGN_OR_RETURN(t.begin_s, do_mark_seconds(t.begin_mark));
+    CPB_ASSIGN_OR_RETURN(t.end_s, do_mark_seconds(t.end_mark));
+  }
+  return {};
+}
+
 Status Executor::attention(Stream s, const AttnArgs& a, std::string_view phase) {
   CPB_TRY(check_view(a.q, ElemKind::act, "attention q"));
   CPB_TRY(check_view(a.k, ElemKind::act, "attention k"));
@@ -152,14 +205,12 @@ Status Executor::attention(Stream s, const AttnArgs& a, std::string_view phase) 
   CPB_REQUIRE(a.k.heads == a.v.heads && a.q.heads % a.k.heads == 0 && a.o.heads == a.q.heads &&
                   a.lse.heads == a.q.heads,
               "internal: attention head count mismatch");
-  CPB_TRY(do_attention(s, a));
   OpRecord rec = op_record(OpKind::attention, s, phase);
   rec.sq = a.q.tokens;
   rec.sk = a.k.tokens;
   rec.flops = 4.0 * static_cast<double>(a.q.batch * a.q.heads * a.q.dim) *
               static_cast<double>(block_pairs(a.mask, a.q.tokens, a.k.tokens));
-  account(std::move(rec));
-  return {};
+  return issue(std::move(rec), [&] { return do_attention(s, a); });
 }
 
 Status Executor::merge(Stream s, const MergeArgs& a, std::string_view phase) {
@@ -170,17 +221,13 @@ Status Executor::merge(Stream s, const MergeArgs& a, std::string_view phase) {
   CPB_REQUIRE(a.o.tokens == a.part_o.tokens && a.o.heads == a.part_o.heads &&
                   a.lse.tokens == a.o.tokens && a.part_lse.tokens == a.o.tokens,
               "internal: merge shape mismatch");
-  CPB_TRY(do_merge(s, a));
-  account(op_record(OpKind::merge, s, phase));
-  return {};
+  return issue(op_record(OpKind::merge, s, phase), [&] { return do_merge(s, a); });
 }
 
 Status Executor::reset(Stream s, View o, View lse, std::string_view phase) {
   CPB_TRY(check_view(o, ElemKind::f32, "reset o"));
   CPB_TRY(check_view(lse, ElemKind::f32, "reset lse"));
-  CPB_TRY(do_reset(s, o, lse));
-  account(op_record(OpKind::reset, s, phase));
-  return {};
+  return issue(op_record(OpKind::reset, s, phase), [&] { return do_reset(s, o, lse); });
 }
 
 Status Executor::copy(Stream s, Range dst, Range src, std::string_view phase) {
@@ -188,9 +235,7 @@ Status Executor::copy(Stream s, Range dst, Range src, std::string_view phase) {
   CPB_TRY(check_range(src, "copy source"));
   CPB_REQUIRE(dst.count == src.count && elem_bytes(dst.buf) == elem_bytes(src.buf),
               "internal: copy of {} elements into {}", src.count, dst.count);
-  CPB_TRY(do_copy(s, dst, src));
-  account(op_record(OpKind::copy, s, phase));
-  return {};
+  return issue(op_record(OpKind::copy, s, phase), [&] { return do_copy(s, dst, src); });
 }
 
 Status Executor::copy_view(Stream s, View dst, View src, std::string_view phase) {
@@ -200,9 +245,7 @@ Status Executor::copy_view(Stream s, View dst, View src, std::string_view phase)
   CPB_REQUIRE(dst.batch == src.batch && dst.tokens == src.tokens && dst.heads == src.heads &&
                   dst.dim == src.dim,
               "internal: copy_view shape mismatch");
-  CPB_TRY(do_copy_view(s, dst, src));
-  account(op_record(OpKind::copy, s, phase));
-  return {};
+  return issue(op_record(OpKind::copy, s, phase), [&] { return do_copy_view(s, dst, src); });
 }
 
 Status Executor::p2p(Stream s, std::span<const P2POp> ops, std::string_view phase) {
@@ -215,9 +258,7 @@ Status Executor::p2p(Stream s, std::span<const P2POp> ops, std::string_view phas
     (op.kind == P2POp::Kind::send ? rec.bytes_sent : rec.bytes_recv) += bytes;
     rec.peers.push_back(op.peer);
   }
-  CPB_TRY(do_p2p(s, ops));
-  account(std::move(rec));
-  return {};
+  return issue(std::move(rec), [&] { return do_p2p(s, ops); });
 }
 
 Status Executor::all_to_all(Stream s, std::span<const Range> send, std::span<const Range> recv,
@@ -233,9 +274,7 @@ Status Executor::all_to_all(Stream s, std::span<const Range> send, std::span<con
     rec.bytes_sent += send[j].count * elem_bytes(send[j].buf);
     rec.bytes_recv += recv[j].count * elem_bytes(recv[j].buf);
   }
-  CPB_TRY(do_all_to_all(s, send, recv));
-  account(std::move(rec));
-  return {};
+  return issue(std::move(rec), [&] { return do_all_to_all(s, send, recv); });
 }
 
 Status Executor::all_gather(Stream s, Range send, Range recv, std::string_view phase) {
@@ -250,9 +289,7 @@ Status Executor::all_gather(Stream s, Range send, Range recv, std::string_view p
   int64_t block = send.count * elem_bytes(send.buf);
   rec.bytes_sent = block * (world_ - 1);
   rec.bytes_recv = block * (world_ - 1);
-  CPB_TRY(do_all_gather(s, send, recv));
-  account(std::move(rec));
-  return {};
+  return issue(std::move(rec), [&] { return do_all_gather(s, send, recv); });
 }
 
 Event Executor::record(Stream s) {

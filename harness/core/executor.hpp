@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -111,6 +112,19 @@ struct OpRecord {
   std::vector<int> waits;       // events this op's stream waited on since its previous op
 };
 
+// One op of a traced iteration, with its times on the rank's clock (seconds since the
+// iteration's timer_start), for Chrome traces and per-phase bandwidths.
+struct TraceSlice {
+  OpKind kind = OpKind::attention;
+  Stream stream = Stream::compute;
+  std::string phase;
+  int step = -1;
+  int64_t bytes = 0;  // sent + received
+  double flops = 0;
+  double begin_s = 0, end_s = 0;
+  int begin_mark = -1, end_mark = -1;
+};
+
 struct PhaseCounters {
   int64_t bytes_sent = 0;
   int64_t bytes_recv = 0;
@@ -185,6 +199,18 @@ class Executor {
   virtual std::string_view clock() const = 0;
   // Event ids restart every iteration, so a backend can reuse its event objects.
   void begin_iteration() { next_event_ = 0; }
+  // Variants that leave out one kind of op (still accounted): compute only (no communication)
+  // and communication only, whose times give the exposed communication and the overlap.
+  void set_skip(bool compute, bool comm) {
+    skip_compute_ = compute;
+    skip_comm_ = comm;
+  }
+  // Tracing: every op of the next iterations is bracketed by clock marks; after timer_stop,
+  // resolve_trace() turns them into times.
+  void set_tracing(bool on);
+  Status resolve_trace();
+  const std::vector<TraceSlice>& trace() const { return trace_; }
+  static bool is_comm(OpKind k);
 
   // --- bookkeeping ----------------------------------------------------------------------------
   void set_step(int step) { step_ = step; }
@@ -205,6 +231,12 @@ class Executor {
   virtual Status do_all_gather(Stream s, Range send, Range recv) = 0;
   virtual void do_record(Stream s, Event e) = 0;
   virtual void do_wait(Stream s, Event e) = 0;
+  // Clock mark `slot` on stream s, and its time in seconds since timer_start (after timer_stop).
+  virtual void do_mark(Stream s, int slot) = 0;
+  virtual Expected<double> do_mark_seconds(int slot) = 0;
+  // Profiler ranges around each op (NVTX on cuda); no-ops by default.
+  virtual void range_push(const OpRecord&) {}
+  virtual void range_pop() {}
 
   Status check_view(const View& v, ElemKind kind, std::string_view what) const;
   ElemKind kind_of(Buf b) const { return bufs_[b.id].kind; }
@@ -217,6 +249,8 @@ class Executor {
     int64_t elems;
   };
   void account(OpRecord rec);
+  // Runs one op: skip flags, trace marks, profiler range, accounting.
+  Status issue(OpRecord rec, const std::function<Status()>& launch);
 
   int rank_;
   int world_;
@@ -229,6 +263,10 @@ class Executor {
   int next_event_ = 0;
   std::vector<int> pending_waits_[2];
   Accounting acct_;
+  bool skip_compute_ = false, skip_comm_ = false;
+  bool tracing_ = false;
+  int next_mark_ = 0;
+  std::vector<TraceSlice> trace_;
 };
 
 }  // namespace cpb

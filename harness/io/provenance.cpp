@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -58,9 +59,20 @@ nlohmann::json git_info() {
   }
   // --porcelain lists modified and untracked files; generated runs live in ignored folders, so
   // a benchmark run does not make its own tree look dirty.
-  if (auto status = run_capture(git + " status --porcelain 2>/dev/null"))
-    g["dirty"] = !trim(*status).empty();
+  if (g["sha"] != kUnknown)
+    if (auto status = run_capture(git + " status --porcelain 2>/dev/null"))
+      g["dirty"] = !trim(*status).empty();
 #endif
+  // A copied tree without .git (the lent GPU machines get one): the copier may say which commit
+  // it was, so that a number measured there still names its source.
+  if (g["sha"] == kUnknown) {
+    if (const char* sha = std::getenv("CPBENCH_GIT_SHA"); sha != nullptr && *sha != '\0') {
+      g["sha"] = std::string(sha);
+      g["sha_from"] = "CPBENCH_GIT_SHA";
+      if (const char* d = std::getenv("CPBENCH_GIT_DIRTY"); d != nullptr && *d != '\0')
+        g["dirty"] = std::string(d) != "0";
+    }
+  }
   return g;
 }
 

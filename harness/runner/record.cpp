@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "harness/runner/stats.hpp"
+#include "harness/runner/trace.hpp"
 
 namespace cpb {
 namespace {
@@ -88,22 +89,53 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
   int64_t max_sent = 0;
   for (int i = 0; i < n; ++i) {
     nlohmann::json phases = nlohmann::json::object();
-    for (const auto& [name, c] : res->ranks[i].accounting.phases)
-      phases[name] = {{"bytes_sent", c.bytes_sent},
-                      {"bytes_recv", c.bytes_recv},
-                      {"flops", c.flops},
-                      {"ops", c.ops}};
+    for (const auto& [name, c] : res->ranks[i].accounting.phases) {
+      nlohmann::json ph = {{"bytes_sent", c.bytes_sent},
+                           {"bytes_recv", c.bytes_recv},
+                           {"flops", c.flops},
+                           {"ops", c.ops}};
+      // Bandwidth of the phase's communication in the traced iteration (nccl-tests
+      // convention: busbw counts the bytes that cross links; algbw of a collective counts the
+      // whole buffer, n/(n-1) times more).
+      const double secs = phase_comm_seconds(res->ranks[i].trace, name);
+      if (secs > 0 && (c.bytes_sent > 0 || c.bytes_recv > 0)) {
+        const double bytes = static_cast<double>(std::max(c.bytes_sent, c.bytes_recv));
+        const bool collective = name.find("a2a") != std::string::npos ||
+                                name.find("all_gather") != std::string::npos ||
+                                name.find("all_to_all") != std::string::npos;
+        ph["comm_s"] = secs;
+        ph["busbw_GBps"] = bytes / secs / 1e9;
+        ph["algbw_GBps"] = collective && n > 1 ? bytes * n / (n - 1) / secs / 1e9
+                                               : bytes / secs / 1e9;
+      }
+      phases[name] = ph;
+    }
     max_sent = std::max(max_sent, res->ranks[i].accounting.total().bytes_sent);
     acct.push_back({{"rank", i}, {"phases", phases}});
   }
   r["accounting"] = acct;
-  // The cpu backend does not time communication separately, so algbw/busbw and the exposed
-  // comm time are not measured there (null), never estimated.
+  // Exposed communication = total - compute-only time; overlap = the share of the comm-only
+  // time hidden behind compute. Measured only where the variants ran (cuda); null otherwise,
+  // never estimated.
   r["comm"] = {{"max_bytes_sent_per_rank", max_sent},
-               {"algbw_GBps", nullptr},
-               {"busbw_GBps", nullptr},
                {"exposed_comm_s", nullptr},
                {"overlap_fraction", nullptr}};
+  if (!res->compute_only_s.empty() && !res->comm_only_s.empty()) {
+    const double compute = summarize(res->compute_only_s).median;
+    const double comm = summarize(res->comm_only_s).median;
+    const double exposed = std::max(0.0, ts.median - compute);
+    r["comm"]["exposed_comm_s"] = exposed;
+    r["comm"]["comm_only_s"] = comm;
+    r["comm"]["compute_only_s"] = compute;
+    r["comm"]["overlap_fraction"] =
+        comm > 0 ? nlohmann::json(std::clamp(1.0 - exposed / comm, 0.0, 1.0)) : nlohmann::json(nullptr);
+    nlohmann::json co = to_json(summarize(res->compute_only_s));
+    co["samples"] = res->compute_only_s;
+    nlohmann::json mo = to_json(summarize(res->comm_only_s));
+    mo["samples"] = res->comm_only_s;
+    r["time_compute_only"] = co;
+    r["time_comm_only"] = mo;
+  }
 
   nlohmann::json mem = nlohmann::json::array();
   for (const auto& rk : res->ranks) mem.push_back(rk.peak_memory_bytes);

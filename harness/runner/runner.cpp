@@ -256,22 +256,58 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
     }
     rep.peak_memory_bytes = ex.peak_memory_bytes();
 
+    // Outputs first: the variants below leave wrong values behind.
     std::vector<float> o(static_cast<size_t>(io.o.elems())), l(static_cast<size_t>(io.lse.elems()));
     CPB_TRY(ex.read(ob, 0, o));
     CPB_TRY(ex.read(lb, 0, l));
     // Ranks own disjoint rows of the global arrays, so they can write them concurrently.
     gather_rows(w, pl, rank, w.heads * w.head_dim, o, res.o);
     gather_rows(w, pl, rank, w.heads, l, res.lse);
+
+    auto one = [&]() -> Expected<double> {
+      CPB_TRY(ex.barrier());
+      ex.begin_iteration();
+      CPB_TRY(ex.timer_start());
+      CPB_TRY(strat->run(ex, io));
+      return ex.timer_stop();
+    };
+    if (spec.trace) {
+      ex.set_tracing(true);
+      auto t = one();
+      ex.set_tracing(false);
+      if (!t.ok()) return std::move(t).error();
+      CPB_TRY(ex.resolve_trace());
+      rep.trace = ex.trace();
+    }
+    if (spec.measure_overlap) {
+      for (int variant = 0; variant < 2; ++variant) {
+        ex.set_skip(/*compute=*/variant == 1, /*comm=*/variant == 0);
+        auto& out = variant == 0 ? rep.compute_only_s : rep.comm_only_s;
+        for (int it = 0; it < spec.iterations; ++it) {
+          CPB_ASSIGN_OR_RETURN(double s, one());
+          out.push_back(s);
+        }
+      }
+      ex.set_skip(false, false);
+    }
     return {};
   }));
 
   res.clock = clocks[0];
-  const size_t iters = res.ranks[0].times_s.size();
-  for (size_t i = 0; i < iters; ++i) {
-    double m = 0;
-    for (const auto& r : res.ranks) m = std::max(m, r.times_s[i]);
-    res.iteration_times_s.push_back(m);
-  }
+  // Max over ranks per iteration: an iteration ends when its slowest rank does.
+  auto max_over_ranks = [&](std::vector<double> RankReport::*field) {
+    std::vector<double> out;
+    const size_t iters = (res.ranks[0].*field).size();
+    for (size_t i = 0; i < iters; ++i) {
+      double m = 0;
+      for (const auto& r : res.ranks) m = std::max(m, (r.*field)[i]);
+      out.push_back(m);
+    }
+    return out;
+  };
+  res.iteration_times_s = max_over_ranks(&RankReport::times_s);
+  res.compute_only_s = max_over_ranks(&RankReport::compute_only_s);
+  res.comm_only_s = max_over_ranks(&RankReport::comm_only_s);
   if (spec.verify)
     res.verify =
         verify_against_reference(w, *in, res.o, res.lse, tolerance_for(spec.backend, w.dtype));

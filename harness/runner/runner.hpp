@@ -40,11 +40,16 @@ struct ExecSpec {
   int iterations = 1;
   bool verify = true;
   double timeout_s = 120;
+  bool trace = false;            // one more iteration with every op timed (Chrome trace)
+  bool measure_overlap = false;  // compute-only and comm-only variants (exposed comm, overlap)
   const Inputs* inputs = nullptr;  // optional: use these instead of random inputs
 };
 
 struct RankReport {
   std::vector<double> times_s;  // per timed iteration (wall clock on cpu)
+  std::vector<double> compute_only_s;  // the same iterations without communication
+  std::vector<double> comm_only_s;     // the same iterations without compute
+  std::vector<TraceSlice> trace;       // the traced iteration
   Accounting accounting;        // one iteration, with its op log
   int64_t peak_memory_bytes = 0;
 };
@@ -65,6 +70,8 @@ struct ExecResult {
   nlohmann::json strategy_detail;  // the strategy's describe(), or null
   std::vector<RankReport> ranks;
   std::vector<double> iteration_times_s;  // max over ranks, per timed iteration
+  std::vector<double> compute_only_s;     // max over ranks, per iteration (empty if not measured)
+  std::vector<double> comm_only_s;
   std::vector<float> o;                   // [B, T, H, d] global order
   std::vector<float> lse;                 // [B, T, H]
   VerifyReport verify;

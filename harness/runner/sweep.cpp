@@ -14,6 +14,7 @@
 #include "harness/runner/record.hpp"
 #include "harness/runner/runner.hpp"
 #include "harness/runner/stats.hpp"
+#include "harness/runner/trace.hpp"
 #include "strategies/strategy.hpp"
 
 #ifdef CPBENCH_HAVE_CUDA
@@ -51,6 +52,8 @@ ExecSpec spec_for(const Point& p, const Experiment& ex, const std::string& backe
   s.iterations = ex.iterations;
   s.verify = ex.verify;
   s.timeout_s = ex.timeout_s;
+  s.trace = true;
+  s.measure_overlap = backend == "cuda";
   return s;
 }
 
@@ -211,6 +214,7 @@ int run_sweep(const SweepOptions& opts) {
                              {"config_path", ex.path},
                              {"config_text", ex.text},
                              {"backend", backend.name},
+                             {"machine", backend_info(backend.name)},
                              {"backend_reason", backend.why},
                              {"warmup", ex.warmup},
                              {"iterations", ex.iterations},
@@ -281,6 +285,14 @@ int run_sweep(const SweepOptions& opts) {
                                                res->verify.max_rel_err, res->verify.tolerance)
                                  : "",
                            &*res, brief, repro);
+        if (!res->ranks.empty() && !res->ranks[0].trace.empty()) {
+          std::error_code ec;
+          std::filesystem::create_directories(folder.traces_dir(), ec);
+          const std::string path = folder.file(fmt::format("traces/{}.json", p.index));
+          Status ts_st = write_file_atomic(path, chrome_trace(*res, p.id).dump() + "\n");
+          if (ts_st.ok()) rec["trace"] = fmt::format("traces/{}.json", p.index);
+          else say("warning: " + ts_st.error().str());
+        }
         TimeStats ts = summarize(res->iteration_times_s);
         const auto& detail = res->strategy_detail;
         std::string chose = detail.is_object() && detail.contains("choice")

@@ -91,6 +91,23 @@ TEST_F(Cli, RunWritesOneRecordPerPointAndAManifest) {
     EXPECT_EQ(rec["time"]["clock"], "wall");
     EXPECT_GT(rec["tflops_per_gpu"].get<double>(), 0);
     EXPECT_EQ(rec["memory"]["peak_bytes_per_rank"].size(), rec["cp"].get<size_t>());
+    // One traced iteration per point, as a Chrome trace: a process per rank, a thread per stream.
+    ASSERT_TRUE(rec.contains("trace")) << rec.dump();
+    fs::path run = fs::directory_iterator(dir_ / "runs")->path();
+    std::ifstream tf(run / rec["trace"].get<std::string>());
+    auto trace = nlohmann::json::parse(tf);
+    std::set<int> pids;
+    int slices = 0;
+    for (const auto& ev : trace["traceEvents"]) {
+      pids.insert(ev["pid"].get<int>());
+      if (ev["ph"] == "X") {
+        ++slices;
+        EXPECT_GE(ev["dur"].get<double>(), 0);
+        EXPECT_TRUE(ev["tid"] == 0 || ev["tid"] == 1);
+      }
+    }
+    EXPECT_EQ(pids.size(), rec["cp"].get<size_t>());
+    EXPECT_GT(slices, 0);
   }
   for (const auto& e : fs::directory_iterator(dir_ / "runs")) {
     std::ifstream m(e.path() / "manifest.json");

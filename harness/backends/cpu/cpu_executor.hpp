@@ -81,12 +81,20 @@ class CpuExecutor final : public Executor {
   Status do_all_gather(Stream s, Range send, Range recv) override;
   void do_record(Stream, Event) override {}
   void do_wait(Stream, Event) override {}
+  void do_mark(Stream, int slot) override {
+    if (static_cast<int>(marks_.size()) <= slot) marks_.resize(slot + 1);
+    marks_[slot] = std::chrono::steady_clock::now();
+  }
+  Expected<double> do_mark_seconds(int slot) override {
+    return std::chrono::duration<double>(marks_.at(slot) - t0_).count();
+  }
 
  private:
   std::span<float> span(Range r) { return {mem_[r.buf.id].data() + r.offset, static_cast<size_t>(r.count)}; }
   CpuWorld& world_;
   std::vector<std::vector<float>> mem_;
   std::chrono::steady_clock::time_point t0_;
+  std::vector<std::chrono::steady_clock::time_point> marks_;
 };
 
 }  // namespace cpb

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 #include <nccl.h>
+#include <nvtx3/nvToolsExt.h>
 
 #include <atomic>
 #include <mutex>
@@ -41,6 +42,7 @@ class CudaExecutor final : public Executor {
   ~CudaExecutor() override {
     for (void* p : mem_) cudaFree(p);
     for (auto e : events_) cudaEventDestroy(e);
+    for (auto e : marks_) cudaEventDestroy(e);
     if (t0_) cudaEventDestroy(t0_);
     if (t1_) cudaEventDestroy(t1_);
     if (join_) cudaEventDestroy(join_);
@@ -196,6 +198,35 @@ class CudaExecutor final : public Executor {
     if (e.id >= 0 && e.id < static_cast<int>(events_.size()))
       cudaStreamWaitEvent(stream(s), events_[e.id], 0);
   }
+  void do_mark(Stream s, int slot) override {
+    while (static_cast<int>(marks_.size()) <= slot) {
+      cudaEvent_t ev{};
+      cudaEventCreate(&ev);
+      marks_.push_back(ev);
+    }
+    cudaEventRecord(marks_[slot], stream(s));
+  }
+  Expected<double> do_mark_seconds(int slot) override {
+    float ms = 0;
+    CPB_CUDA(cudaEventSynchronize(marks_.at(slot)));
+    CPB_CUDA(cudaEventElapsedTime(&ms, t0_, marks_.at(slot)));
+    return static_cast<double>(ms) * 1e-3;
+  }
+  // NVTX3 ranges in domain "cpbench", named "<phase>:<op>", so nsys shows the same story.
+  void range_push(const OpRecord& rec) override {
+    static nvtxDomainHandle_t domain = nvtxDomainCreateA("cpbench");
+    nvtxEventAttributes_t attr{};
+    attr.version = NVTX_VERSION;
+    attr.size = NVTX_EVENT_ATTRIB_STRUCT_SIZE;
+    attr.messageType = NVTX_MESSAGE_TYPE_ASCII;
+    std::string name = rec.phase + ":" + std::string(to_string(rec.kind));
+    attr.message.ascii = name.c_str();
+    nvtxDomainRangePushEx(domain, &attr);
+    domain_ = domain;
+  }
+  void range_pop() override {
+    if (domain_ != nullptr) nvtxDomainRangePop(domain_);
+  }
 
  private:
   cudaStream_t stream(Stream s) const { return streams_[static_cast<int>(s)]; }
@@ -223,6 +254,8 @@ class CudaExecutor final : public Executor {
   cudaEvent_t t0_ = nullptr, t1_ = nullptr, join_ = nullptr;
   std::vector<void*> mem_;
   std::vector<cudaEvent_t> events_;
+  std::vector<cudaEvent_t> marks_;
+  nvtxDomainHandle_t domain_ = nullptr;
 };
 
 class CudaBackend final : public Backend {
@@ -277,6 +310,12 @@ class CudaBackend final : public Backend {
 };
 
 }  // namespace
+
+std::string nccl_version() {
+  int v = 0;
+  if (ncclGetVersion(&v) != ncclSuccess) return "unknown";
+  return fmt::format("{}.{}.{}", v / 10000, (v / 100) % 100, v % 100);
+}
 
 Expected<std::unique_ptr<Backend>> make_cuda_backend(int world, DType dtype, double timeout_s) {
   auto b = std::make_unique<CudaBackend>(world, dtype, timeout_s);

@@ -11,5 +11,7 @@
 namespace cpb {
 
 Expected<std::unique_ptr<Backend>> make_cuda_backend(int world, DType dtype, double timeout_s);
+// NCCL's version as "2.28.9".
+std::string nccl_version();
 
 }  // namespace cpb

@@ -41,6 +41,51 @@ TEST(CudaKernel, SingleGpuMatchesReference) {
           }
 }
 
+// Rows whose keys are all masked give O = 0 and LSE = -inf, never NaN, on the GPU too; a merge
+// of two empty partials stays empty.
+TEST(CudaKernel, FullyMaskedRowsGiveZeroAndMinusInf) {
+  if (usable_gpus() < 1) GTEST_SKIP() << "no GPU";
+  auto backend = make_backend("cuda", 1, DType::bf16, 30);
+  ASSERT_TRUE(backend.ok()) << backend.error().str();
+  Status st = (*backend)->run([](Executor& ex) -> Status {
+    const int64_t T = 6, S = 5, H = 2, d = 64;
+    CPB_ASSIGN_OR_RETURN(Buf q, ex.alloc("q", ElemKind::act, T * H * d));
+    CPB_ASSIGN_OR_RETURN(Buf kv, ex.alloc("kv", ElemKind::act, 2 * S * d));
+    CPB_ASSIGN_OR_RETURN(Buf o, ex.alloc("o", ElemKind::f32, T * H * d));
+    CPB_ASSIGN_OR_RETURN(Buf l, ex.alloc("lse", ElemKind::f32, T * H));
+    std::vector<float> ones(static_cast<size_t>(T * H * d), 0.5f);
+    CPB_TRY(ex.write(q, 0, ones));
+    CPB_TRY(ex.write(kv, 0, std::span<const float>(ones.data(), 2 * S * d)));
+    std::vector<float> junk(static_cast<size_t>(T * H * d), 7.0f);
+    CPB_TRY(ex.write(o, 0, junk));
+    AttnArgs a;
+    a.q = dense_view(q, 0, 1, T, H, d);
+    a.k = dense_view(kv, 0, 1, S, 1, d);
+    a.v = dense_view(kv, S * d, 1, S, 1, d);
+    a.o = dense_view(o, 0, 1, T, H, d);
+    a.lse = dense_view(l, 0, 1, T, H, 1);
+    a.mask = {BlockMask::Kind::causal, -3};  // rows 0..2 see no key
+    a.scale = 0.125;
+    CPB_TRY(ex.attention(Stream::compute, a));
+    std::vector<float> oh(static_cast<size_t>(T * H * d)), lh(static_cast<size_t>(T * H));
+    CPB_TRY(ex.read(o, 0, oh));
+    CPB_TRY(ex.read(l, 0, lh));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < H; ++h) {
+        const float lse = lh[t * H + h];
+        if (t < 3) {
+          EXPECT_TRUE(std::isinf(lse) && lse < 0) << t;
+          for (int64_t x = 0; x < d; ++x) EXPECT_EQ(oh[(t * H + h) * d + x], 0.0f);
+        } else {
+          EXPECT_TRUE(std::isfinite(lse));
+          for (int64_t x = 0; x < d; ++x) EXPECT_NEAR(oh[(t * H + h) * d + x], 0.5f, 1e-6);
+        }
+      }
+    return {};
+  });
+  ASSERT_TRUE(st.ok()) << st.error().detail();
+}
+
 class CudaStrategies : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(CudaStrategies, EveryPhaseMatchesReference) {
