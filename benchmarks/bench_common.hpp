@@ -23,12 +23,12 @@
 #include "kernels/cuda/kernels.hpp"
 
 // Returns a cpb::Error from the enclosing function when a CUDA runtime call fails.
-#define CPB_BENCH_CUDA(call)                                                             \
-  do {                                                                                   \
-    const cudaError_t cpb_bench_err_ = (call);                                           \
-    if (cpb_bench_err_ != cudaSuccess)                                                   \
-      return CPB_ERROR("CUDA error {} ({}) in {}", cudaGetErrorName(cpb_bench_err_),     \
-                       cudaGetErrorString(cpb_bench_err_), #call);                       \
+#define CPB_BENCH_CUDA(call)                                                         \
+  do {                                                                               \
+    const cudaError_t cpb_bench_err_ = (call);                                       \
+    if (cpb_bench_err_ != cudaSuccess)                                               \
+      return CPB_ERROR("CUDA error {} ({}) in {}", cudaGetErrorName(cpb_bench_err_), \
+                       cudaGetErrorString(cpb_bench_err_), #call);                   \
   } while (0)
 
 namespace cpb::bench {
@@ -99,8 +99,8 @@ class DeviceBuffer {
       cudaGetLastError();
       size_t free_b = 0, total_b = 0;
       cudaMemGetInfo(&free_b, &total_b);
-      return CPB_ERROR("cudaMalloc of {} ({} bytes) failed: {} ({} of {} bytes free)", what,
-                       bytes, cudaGetErrorString(e), free_b, total_b);
+      return CPB_ERROR("cudaMalloc of {} ({} bytes) failed: {} ({} of {} bytes free)", what, bytes,
+                       cudaGetErrorString(e), free_b, total_b);
     }
     p_ = p;
     bytes_ = bytes;
@@ -280,12 +280,19 @@ inline void add_context(int argc, char** argv) {
   benchmark::AddCustomContext("env", str(prov.value("env", nlohmann::json::object())));
   benchmark::AddCustomContext("cuda_driver", cuda::driver_version());
   benchmark::AddCustomContext("cuda_runtime", cuda::runtime_version());
-  const auto devs = cuda::visible_devices();
+  // Properties only: no context is created on GPUs that the benchmark will not use.
   std::string gpus;
-  for (const auto& d : devs) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    n = 0;
+  }
+  for (int i = 0; i < n; ++i) {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
     if (!gpus.empty()) gpus += "; ";
-    gpus += std::to_string(d.index) + ": " + d.name + " (sm_" + std::to_string(d.sm_major) +
-            std::to_string(d.sm_minor) + ", " + std::to_string(d.total_memory >> 20) + " MiB)";
+    gpus += std::to_string(i) + ": " + p.name + " (sm_" + std::to_string(p.major) +
+            std::to_string(p.minor) + ", " + std::to_string(p.totalGlobalMem >> 20) + " MiB)";
   }
   benchmark::AddCustomContext("gpus", gpus.empty() ? "none" : gpus);
 }

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -218,9 +219,10 @@ class NcclWorld {
     while (done_.load(std::memory_order_acquire) < n_) {
       const auto now = Clock::now();
       if (now > deadline) {
-        abort_all(CPB_ERROR("{} did not finish on all {} ranks within {} s "
-                            "(CPBENCH_BENCH_TIMEOUT_S); communicators aborted",
-                            what, n_, timeout_s_));
+        abort_all(
+            CPB_ERROR("{} unfinished on some of {} ranks after {} s "
+                      "(CPBENCH_BENCH_TIMEOUT_S): communicators aborted",
+                      what, n_, timeout_s_));
         std::lock_guard lock(mu_);
         return *dead_;
       }
@@ -270,7 +272,11 @@ class NcclWorld {
       }
       seen = s;
       const Cmd cmd = cmd_;
-      rk.status = run(cmd, r, rk);
+      try {
+        rk.status = run(cmd, r, rk);
+      } catch (const std::exception& e) {  // a rank thread must answer, whatever happened
+        rk.status = CPB_ERROR("exception in rank thread: {}", e.what());
+      }
       done_.fetch_add(1, std::memory_order_acq_rel);
       idle_since = Clock::now();
       if (cmd == Cmd::quit) break;
@@ -396,10 +402,10 @@ class NcclWorld {
       const auto* base = rk.recv.as<unsigned char>() + static_cast<size_t>(j) * chunk_b;
       for (const size_t at : {size_t{0}, chunk_b - probe}) {
         CPB_BENCH_CUDA(cudaMemcpy(h.data(), base + at, probe, cudaMemcpyDeviceToHost));
-        const auto bad = std::find_if(h.begin(), h.end(), [&](unsigned char b) { return b != want; });
+        const auto bad =
+            std::find_if(h.begin(), h.end(), [&](unsigned char b) { return b != want; });
         if (bad != h.end())
-          return CPB_ERROR("{}: received chunk {} has byte {} at offset {}, expected {}: wrong "
-                           "data is not timed",
+          return CPB_ERROR("{}: received chunk {} has byte {} at offset {}, expected {}: not timed",
                            nccl_tests_name(coll_), j, static_cast<int>(*bad),
                            at + static_cast<size_t>(bad - h.begin()), static_cast<int>(want));
       }
@@ -465,8 +471,8 @@ class NcclWorld {
 };
 
 struct Settings {
-  Status status;     // why no benchmark can run, if one cannot
-  int gpus = 0;      // ranks
+  Status status;  // why no benchmark can run, if one cannot
+  int gpus = 0;   // ranks
   double timeout_s = 120.0;
   int warmup = 5;
 };
@@ -569,25 +575,30 @@ void register_benchmarks(int gpus) {
 }  // namespace cpb::bench
 
 int main(int argc, char** argv) {
-  // NVLink SHARP (multicast) is off unless the caller chose otherwise; it must be set before
-  // any communicator exists.
-  setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
-  const char* nvls = std::getenv("NCCL_NVLS_ENABLE");
-  if (nvls != nullptr && std::string(nvls) != "0")
-    std::fprintf(stderr, "cpbench_bench_nccl: warning: NCCL_NVLS_ENABLE=%s (not 0) taken from "
-                 "the environment\n", nvls);
+  try {
+    // NVLink SHARP (multicast) is off unless the caller chose otherwise; it must be set before
+    // any communicator exists.
+    setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
+    const char* nvls = std::getenv("NCCL_NVLS_ENABLE");
+    if (nvls != nullptr && std::string(nvls) != "0")
+      std::fprintf(stderr,
+                   "cpbench_bench_nccl: warning: NCCL_NVLS_ENABLE=%s from the environment\n", nvls);
 
-  auto& s = cpb::bench::settings();
-  s = cpb::bench::read_settings();
-  cpb::bench::add_context(argc, argv);
-  benchmark::AddCustomContext("nccl_version", cpb::bench::nccl_version());
-  benchmark::AddCustomContext("nccl_ranks", std::to_string(s.gpus));
-  cpb::bench::register_benchmarks(s.gpus);
+    auto& s = cpb::bench::settings();
+    s = cpb::bench::read_settings();
+    cpb::bench::add_context(argc, argv);
+    benchmark::AddCustomContext("nccl_version", cpb::bench::nccl_version());
+    benchmark::AddCustomContext("nccl_ranks", std::to_string(s.gpus));
+    cpb::bench::register_benchmarks(s.gpus);
 
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  if (cpb::bench::g_world != nullptr) cpb::bench::g_world->shutdown();
-  return 0;
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    if (cpb::bench::g_world != nullptr) cpb::bench::g_world->shutdown();
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cpbench_bench_nccl: %s\n", e.what());
+    return 1;
+  }
 }
