@@ -104,6 +104,9 @@ std::optional<double> time_loop(benchmark::State& state, cudaStream_t s, Launch&
 // that fails or returns garbage is reported instead of timed.
 template <class Launch, class Check>
 Status first_run(cudaStream_t s, Launch& launch, Check&& check) {
+  // Setup ran on the legacy default stream (cudaMemset is asynchronous there), which does not
+  // order against our non-blocking stream: wait for it before the first launch.
+  CPB_BENCH_CUDA(cudaDeviceSynchronize());
   CPB_TRY(launch());
   CPB_BENCH_CUDA(cudaStreamSynchronize(s));
   return check();
