@@ -150,7 +150,7 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
                    {"max_rel_err", v.max_rel_err},
                    {"lse_max_abs_err", v.lse_max_abs_err},
                    {"tolerance", v.tolerance},
-                   {"reference", "fp64 on the unsharded problem (cpu)"}};
+                   {"reference", v.reference}};
   } else {
     r["verify"] = {{"ran", false}};
   }

@@ -115,19 +115,21 @@ Inputs random_inputs(const Workload& w, uint64_t seed) {
   return in;
 }
 
-VerifyReport verify_against_reference(const Workload& w, const Inputs& in,
-                                      const std::vector<float>& o, const std::vector<float>& lse,
-                                      double tolerance) {
+namespace {
+// Errors of (o, lse) against a reference (ro, rl) of any floating type.
+template <class R>
+VerifyReport compare_outputs(const std::vector<float>& o, const std::vector<float>& lse,
+                             const std::vector<R>& ro, const std::vector<R>& rl,
+                             double tolerance, std::string reference) {
   VerifyReport rep;
   rep.ran = true;
   rep.tolerance = tolerance;
-  std::vector<double> ro(o.size()), rl(lse.size());
-  cpu::reference_attention(w, in.q.data(), in.k.data(), in.v.data(), ro.data(), rl.data());
+  rep.reference = std::move(reference);
   double ref_max = 0;
   for (size_t i = 0; i < o.size(); ++i) {
     if (!std::isfinite(o[i])) rep.finite = false;
-    ref_max = std::max(ref_max, std::abs(ro[i]));
-    rep.max_abs_err = std::max(rep.max_abs_err, std::abs(o[i] - ro[i]));
+    ref_max = std::max(ref_max, static_cast<double>(std::abs(ro[i])));
+    rep.max_abs_err = std::max(rep.max_abs_err, static_cast<double>(std::abs(o[i] - ro[i])));
   }
   for (size_t i = 0; i < lse.size(); ++i) {
     if (std::isinf(rl[i])) {
@@ -138,11 +140,21 @@ VerifyReport verify_against_reference(const Workload& w, const Inputs& in,
       rep.finite = false;
       continue;
     }
-    rep.lse_max_abs_err = std::max(rep.lse_max_abs_err, std::abs(lse[i] - rl[i]));
+    rep.lse_max_abs_err =
+        std::max(rep.lse_max_abs_err, static_cast<double>(std::abs(lse[i] - rl[i])));
   }
   rep.max_rel_err = ref_max > 0 ? rep.max_abs_err / ref_max : rep.max_abs_err;
   if (!std::isfinite(rep.max_abs_err)) rep.finite = false;
   return rep;
+}
+}  // namespace
+
+VerifyReport verify_against_reference(const Workload& w, const Inputs& in,
+                                      const std::vector<float>& o, const std::vector<float>& lse,
+                                      double tolerance) {
+  std::vector<double> ro(o.size()), rl(lse.size());
+  cpu::reference_attention(w, in.q.data(), in.k.data(), in.v.data(), ro.data(), rl.data());
+  return compare_outputs(o, lse, ro, rl, tolerance, "fp64 on the unsharded problem (cpu)");
 }
 
 int64_t cpu_host_bytes_estimate(const ExecSpec& spec, const Placement& pl) {
@@ -308,9 +320,30 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
   res.iteration_times_s = max_over_ranks(&RankReport::times_s);
   res.compute_only_s = max_over_ranks(&RankReport::compute_only_s);
   res.comm_only_s = max_over_ranks(&RankReport::comm_only_s);
-  if (spec.verify)
-    res.verify =
-        verify_against_reference(w, *in, res.o, res.lse, tolerance_for(spec.backend, w.dtype));
+  if (spec.verify) {
+    const double tol = tolerance_for(spec.backend, w.dtype);
+    if (spec.backend == "cpu" || workload_flops(w) <= kCpuReferenceMaxFlops) {
+      res.verify = verify_against_reference(w, *in, res.o, res.lse, tol);
+    } else {
+      // Too large for the fp64 host reference: compare with the whole problem on one GPU
+      // (cp 1, no communication), the check DESIGN.md asks of GPU runs.
+      ExecSpec one;
+      one.backend = spec.backend;
+      one.strategy = "ring_pass_kv";
+      one.layout = LayoutKind::contiguous;
+      one.cp = 1;
+      one.workload = w;
+      one.iterations = 1;
+      one.verify = false;
+      one.timeout_s = spec.timeout_s;
+      one.inputs = in;
+      auto single = execute_point(one);
+      if (!single.ok())
+        return CPB_ERROR("verify: the single-GPU reference run failed: {}", single.error().str());
+      res.verify = compare_outputs(res.o, res.lse, single->o, single->lse, tol,
+                                   "the same inputs on one GPU (cp 1, no communication)");
+    }
+  }
   return res;
 }
 

@@ -61,6 +61,7 @@ struct VerifyReport {
   double max_rel_err = 0;      // max |O - O_ref| / max |O_ref|
   double lse_max_abs_err = 0;  // over rows where the reference LSE is finite
   double tolerance = 0;        // max_rel_err bound for this backend and dtype
+  std::string reference;       // what the output was compared with
   bool passed() const { return ran && finite && max_rel_err <= tolerance; }
 };
 
@@ -76,6 +77,10 @@ struct ExecResult {
   std::vector<float> lse;                 // [B, T, H]
   VerifyReport verify;
 };
+
+// Above this many FLOPs (a few seconds of the fp64 host reference) a GPU point is verified
+// against the single-GPU result instead.
+inline constexpr double kCpuReferenceMaxFlops = 2e10;
 
 // Checks that the point can run (placement divisibility, strategy limits, memory) without
 // running it.

@@ -86,6 +86,20 @@ TEST(CudaKernel, FullyMaskedRowsGiveZeroAndMinusInf) {
   ASSERT_TRUE(st.ok()) << st.error().detail();
 }
 
+// Points too large for the fp64 host reference are checked against the same inputs on one GPU.
+TEST(CudaVerify, LargePointsAreCheckedAgainstOneGpu) {
+  if (usable_gpus() < 2) GTEST_SKIP() << "2 GPUs needed";
+  Workload w{.batch = 1, .heads = 32, .kv_heads = 8, .head_dim = 128, .dtype = DType::bf16,
+             .mask = MaskKind::causal, .new_tokens = 4096};
+  ASSERT_GT(workload_flops(w), kCpuReferenceMaxFlops);
+  for (const char* s : {"ring_pass_kv", "ring_pass_q", "ulysses"}) {
+    auto res = execute_point(cuda_spec(s, 2, w, LayoutKind::zigzag));
+    ASSERT_TRUE(res.ok()) << res.error().detail();
+    EXPECT_TRUE(res->verify.passed()) << s << " rel=" << res->verify.max_rel_err;
+    EXPECT_NE(res->verify.reference.find("one GPU"), std::string::npos) << res->verify.reference;
+  }
+}
+
 class CudaStrategies : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(CudaStrategies, EveryPhaseMatchesReference) {
