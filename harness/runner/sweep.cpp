@@ -118,10 +118,16 @@ int run_sweep(const SweepOptions& opts) {
   }
   Experiment& ex = *loaded;
   std::string berr;
-  BackendChoice backend = resolve_backend(opts.backend.empty() ? ex.backend : opts.backend, &berr);
+  const std::string requested = opts.backend.empty() ? ex.backend : opts.backend;
+  BackendChoice backend = resolve_backend(requested, &berr);
   if (!berr.empty()) {
-    say("error: " + berr);
-    return 2;
+    // A dry run only expands and checks the sweep: it may describe a GPU sweep on a laptop.
+    if (!opts.dry_run) {
+      say("error: " + berr);
+      return 2;
+    }
+    backend = {"cpu", fmt::format("{} is not usable here ({}); points checked as on cpu",
+                                  requested, berr)};
   }
   if (ex.points.empty()) {
     say(fmt::format("error: {}: no points left after `where`{}: loosen them", opts.config,
