@@ -6,7 +6,8 @@
 // block's sequence ids follow from its source rank, so each visiting query attends the keys of
 // its own sequence. Bytes per rank: (N-1) x the Q block (B_r·T_r·H·d·e) on the ring, plus the
 // all-to-all of partial outputs, (N-1) x B_r·T_r·H·(d+1)·4 (O and LSE travel in fp32, so that
-// merging stays exact). Memory: two ring Q buffers and N-1 partial (O, LSE) slots each way.
+// merging stays exact). Memory: two ring Q buffers and N partial (O, LSE) slots each way (the
+// own slot of each is empty, kept so that slot j is rank j's).
 #include <vector>
 
 #include "strategies/common.hpp"

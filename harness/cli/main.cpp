@@ -148,7 +148,9 @@ int cmd_attend(const AttendOptions& o) {
                 res->verify.max_rel_err, res->verify.passed() ? "ok" : "WRONG");
   std::printf("\n");
   if (!res->strategy_detail.is_null())
-    std::printf("strategy detail: %s\n", res->strategy_detail.dump().c_str());
+    std::printf("strategy detail: %s\n",
+                res->strategy_detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                    .c_str());
   std::printf("wrote %s%s%s\n", o.out.c_str(), o.lse.empty() ? "" : " and ", o.lse.c_str());
   return res->verify.ran && !res->verify.passed() ? 1 : 0;
 }
@@ -156,7 +158,23 @@ int cmd_attend(const AttendOptions& o) {
 }  // namespace
 }  // namespace cpb
 
+namespace {
+int run_main(int argc, char** argv);
+}  // namespace
+
+// The last line of defence: nothing below main throws on purpose, but a library might; a user
+// gets one line and exit code 2, never an abort.
 int main(int argc, char** argv) {
+  try {
+    return run_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: internal: %s\n", e.what());
+    return 2;
+  }
+}
+
+namespace {
+int run_main(int argc, char** argv) {
   using namespace cpb;
   CLI::App app{"cpbench: context-parallel attention benchmarks (run, list, attend)", "cpbench"};
   app.require_subcommand(1);
@@ -212,3 +230,4 @@ int main(int argc, char** argv) {
   if (*attend) return cmd_attend(ao);
   return 2;
 }
+}  // namespace

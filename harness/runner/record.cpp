@@ -153,6 +153,7 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
                    {"reference", v.reference}};
   } else {
     r["verify"] = {{"ran", false}};
+    if (!v.reference.empty()) r["verify"]["reason"] = v.reference;
   }
   return r;
 }

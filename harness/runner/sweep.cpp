@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "harness/config/config.hpp"
@@ -27,6 +28,12 @@ namespace {
 void say(const std::string& line) {
   std::fprintf(stderr, "%s\n", line.c_str());
   std::fflush(stderr);
+}
+
+// Text from the config (a description, a path) may hold bytes that are not UTF-8: replace them
+// rather than let the JSON writer throw.
+std::string safe_dump(const nlohmann::json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string hms(double s) {
@@ -240,7 +247,7 @@ int run_sweep(const SweepOptions& opts) {
     }
   }
   auto write_manifest = [&]() -> bool {
-    Status st = write_file_atomic(folder.manifest_path(), manifest.dump(2) + "\n");
+    Status st = write_file_atomic(folder.manifest_path(), safe_dump(manifest, 2) + "\n");
     if (!st.ok()) say("error: " + st.error().str());
     return st.ok();
   };
@@ -292,7 +299,7 @@ int run_sweep(const SweepOptions& opts) {
           std::error_code ec;
           std::filesystem::create_directories(folder.traces_dir(), ec);
           const std::string path = folder.file(fmt::format("traces/{}.json", p.index));
-          Status ts_st = write_file_atomic(path, chrome_trace(*res, p.id).dump() + "\n");
+          Status ts_st = write_file_atomic(path, safe_dump(chrome_trace(*res, p.id)) + "\n");
           if (ts_st.ok()) rec["trace"] = fmt::format("traces/{}.json", p.index);
           else say("warning: " + ts_st.error().str());
         }
@@ -324,20 +331,34 @@ int run_sweep(const SweepOptions& opts) {
     }
   }
 
-  auto all = read_jsonl(folder.results_path());
-  if (all) {
-    Status st = write_file_atomic(folder.bench_path(), bench_json(*all, prov).dump(2) + "\n");
+  // The run's outcome comes from the whole results file, where a point retried on resume has
+  // several records and the last one counts.
+  std::vector<nlohmann::json> latest;
+  int failed_total = failures;
+  if (auto all = read_jsonl(folder.results_path()); all) {
+    std::map<std::string, size_t> where;
+    for (const auto& r : *all) {
+      const std::string id = r.value("point_id", "");
+      auto [it, fresh] = where.emplace(id, latest.size());
+      if (fresh) latest.push_back(r);
+      else latest[it->second] = r;
+    }
+    failed_total = 0;
+    for (const auto& r : latest) failed_total += r.value("status", "") != "ok";
+    Status st = write_file_atomic(folder.bench_path(), safe_dump(bench_json(latest, prov), 2) + "\n");
     if (!st.ok()) say("warning: " + st.error().str());
   }
   manifest["status"] = "complete";
   manifest["finished"] = utc_iso8601();
   manifest["points_run"] = ran;
   manifest["points_skipped_on_resume"] = skipped;
-  manifest["points_failed"] = failures;
+  manifest["points_recorded"] = latest.size();
+  manifest["points_failed"] = failed_total;
   if (!write_manifest()) return 2;
-  say(fmt::format("{}: {} points run, {} skipped (already done), {} failed or invalid -> {}",
-                  ex.name, ran, skipped, failures, folder.dir));
-  return failures ? 1 : 0;
+  say(fmt::format("{}: {} points run, {} skipped (already done), {} failed or invalid in the run "
+                  "folder -> {}",
+                  ex.name, ran, skipped, failed_total, folder.dir));
+  return failed_total ? 1 : 0;
 }
 
 }  // namespace cpb

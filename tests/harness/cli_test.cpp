@@ -210,6 +210,41 @@ TEST_F(Cli, ReproCommandRerunsExactlyThatPoint) {
   EXPECT_EQ(again[0]["point_id"], rec["point_id"]);
 }
 
+// A resumed run reports the outcome of the whole run folder: an invalid point recorded by the
+// first invocation still makes the run fail.
+TEST_F(Cli, ResumeReportsTheWholeRunFolder) {
+  auto cfg = write("bad_point.yaml", R"(name: t
+iterations: 1
+defaults: {heads: 4, kv_heads: 2, head_dim: 8, new_tokens: 12, layout: zigzag}
+axes:
+  cp: [3, 5]
+)");
+  EXPECT_EQ(cpbench("run " + cfg + " --backend cpu --out " + out()).code, 1);
+  CmdResult r = cpbench("run " + cfg + " --backend cpu --out " + out() + " --resume");
+  EXPECT_EQ(r.code, 1) << r.out;
+  fs::path run = fs::directory_iterator(dir_ / "runs")->path();
+  std::ifstream m(run / "manifest.json");
+  auto j = nlohmann::json::parse(m);
+  EXPECT_EQ(j["points_failed"], 1);
+  EXPECT_EQ(j["points_recorded"], 2);
+}
+
+// Bytes that are not UTF-8 in the config's text end up replaced in the JSON, not in a crash.
+TEST_F(Cli, NonUtf8TextDoesNotCrash) {
+  std::string yaml = std::string(kGood) + "description: caf\xe9\n";
+  auto cfg = write("latin1.yaml", yaml);
+  CmdResult r = cpbench("run " + cfg + " --backend cpu --out " + out() + " --filter \"cp == 1\"");
+  EXPECT_TRUE(r.code == 0 || r.code == 2) << r.out;
+  if (r.code == 0) {
+    fs::path run = fs::directory_iterator(dir_ / "runs")->path();
+    std::ifstream m(run / "manifest.json");
+    auto parsed = nlohmann::json::parse(m, nullptr, /*allow_exceptions=*/false);
+    EXPECT_FALSE(parsed.is_discarded());
+  } else {
+    EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+  }
+}
+
 TEST_F(Cli, ResumeWithoutARunFolderSaysWhatToDo) {
   auto cfg = write("good.yaml", kGood);
   CmdResult r = cpbench("run " + cfg + " --backend cpu --out " + out() + " --resume");

@@ -99,7 +99,10 @@ Status CpuWorld::barrier(int rank) {
                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout_);
   if (!cv_.wait_until(lock, deadline,
                       [&] { return abort_.has_value() || barrier_generation_ != gen; })) {
-    Error e = CPB_ERROR("waited {:.0f} s at a barrier: another rank hung", timeout_.count());
+    Error e = CPB_ERROR(
+        "waited {:.0f} s at a barrier for {} other rank(s): one hung, or its iteration takes "
+        "longer than timeout_s (raise timeout_s for long points)",
+        timeout_.count(), world_ - barrier_count_);
     e.rank = rank;
     if (!abort_) abort_ = e;
     cv_.notify_all();
@@ -222,7 +225,8 @@ Status CpuExecutor::do_all_gather(Stream, Range send, Range recv) {
   for (int j = 0; j < world(); ++j)
     if (j != rank()) CPB_TRY(world_.send(rank(), j, "all_gather", span(send)));
   auto s = span(send);
-  std::copy(s.begin(), s.end(), span(recv).begin() + rank() * send.count);
+  float* own = span(recv).data() + rank() * send.count;
+  if (own != s.data()) std::copy(s.begin(), s.end(), own);  // in place: already there
   for (int j = 0; j < world(); ++j) {
     if (j == rank()) continue;
     Range block{recv.buf, recv.offset + j * send.count, send.count};

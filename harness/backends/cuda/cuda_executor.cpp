@@ -77,6 +77,9 @@ class CudaExecutor final : public Executor {
       cuda::floats_to_act(act_type(dtype()), data.data(), host.data(),
                           static_cast<int64_t>(data.size()));
     CPB_CUDA(cudaMemcpy(ptr(b, offset), host.data(), host.size(), cudaMemcpyHostToDevice));
+    // cudaMemcpy runs on the legacy stream, which does not order against the rank's
+    // non-blocking streams: finish it before any op can read the buffer.
+    CPB_CUDA(cudaDeviceSynchronize());
     return {};
   }
 
@@ -128,6 +131,7 @@ class CudaExecutor final : public Executor {
     CPB_CUDA(cudaMalloc(&mem_[b.id], bytes));
     // Zeroed, so that padding that travels is deterministic.
     CPB_CUDA(cudaMemset(mem_[b.id], 0, bytes));
+    CPB_CUDA(cudaDeviceSynchronize());  // legacy-stream memset: done before any stream op
     return {};
   }
 
