@@ -8,6 +8,7 @@
 // constraints and --filter are applied. Every failure is an Error "file:line: key: what to change"
 // and no exception leaves this file.
 #include "harness/config/config.hpp"
+#include "harness/core/suggest.hpp"
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -137,36 +138,6 @@ bool is_name(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
   });
-}
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-// " (did you mean 'heads'?)" when a valid word is close to the typo.
-std::string suggest(std::string_view typo, const std::vector<std::string>& valid) {
-  if (typo.size() > 64) return "";
-  size_t best = 3;
-  std::string pick;
-  for (const auto& v : valid) {
-    size_t d = edit_distance(typo, v);
-    if (d < best && d < v.size()) {
-      best = d;
-      pick = v;
-    }
-  }
-  return pick.empty() ? "" : fmt::format(" (did you mean '{}'?)", pick);
 }
 
 // ---- scalars -----------------------------------------------------------------------------------

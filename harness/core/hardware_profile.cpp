@@ -5,6 +5,7 @@
 // because a profile feeds a decision and a silently wrong number gives a silently wrong choice.
 // No exception leaves this file.
 #include "harness/core/hardware_profile.hpp"
+#include "harness/core/suggest.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -136,21 +137,6 @@ const std::vector<Field>& fields() {
   return f;
 }
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 std::string join_keys() {
   std::string out;
   for (const auto& k : hardware_profile_keys()) out += (out.empty() ? "" : ", ") + k;
@@ -196,15 +182,7 @@ Expected<HardwareProfile> parse(const std::string& text, const std::string& path
     const auto& all = fields();
     auto f = std::find_if(all.begin(), all.end(), [&](const Field& x) { return key == x.key; });
     if (f == all.end()) {
-      std::string hint;
-      size_t best = 3;
-      for (const auto& k : hardware_profile_keys()) {
-        size_t d = edit_distance(key, k);
-        if (key.size() <= 64 && d < best && d < k.size()) {
-          best = d;
-          hint = fmt::format(" (did you mean '{}'?)", k);
-        }
-      }
+      const std::string hint = suggest(key, hardware_profile_keys());
       return fail(line, shown(key),
                   fmt::format("unknown key{}; a profile may have {}; put notes and other "
                               "tools' keys under `extra:`",
