@@ -40,6 +40,17 @@ int usable_gpus() {
 #endif
 }
 
+Status gpu_reference_attention(const Workload& w, const std::vector<float>& q,
+                               const std::vector<float>& k, const std::vector<float>& v,
+                               std::vector<float>& o, std::vector<float>& lse) {
+#ifdef CPBENCH_HAVE_NCCL
+  return cuda_reference_attention(w, q, k, v, o, lse);
+#else
+  (void)w, (void)q, (void)k, (void)v, (void)o, (void)lse;
+  return CPB_ERROR("the GPU reference needs the cuda backend, which this build does not have");
+#endif
+}
+
 nlohmann::json backend_info(std::string_view name) {
   nlohmann::json j = {{"backend", name}};
 #if defined(CPBENCH_HAVE_CUDA) && defined(CPBENCH_HAVE_NCCL)

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "harness/core/executor.hpp"
 #include "harness/core/status.hpp"
@@ -29,6 +30,12 @@ Expected<std::unique_ptr<Backend>> make_backend(std::string_view name, int world
 Status check_backend(std::string_view name, int world);
 // GPUs the cuda backend can use (0 when it is not built).
 int usable_gpus();
+// The naive fp32 reference of the unsharded problem on GPU 0 (kernels/cuda reference_attention),
+// for checks where the fp64 host reference is too slow. Errors when there is no cuda backend.
+Status gpu_reference_attention(const Workload& w, const std::vector<float>& q,
+                               const std::vector<float>& k, const std::vector<float>& v,
+                               std::vector<float>& o, std::vector<float>& lse);
+
 // What the backend runs on, for the manifest: GPUs, driver, CUDA runtime and NCCL versions.
 nlohmann::json backend_info(std::string_view name);
 

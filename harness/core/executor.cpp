@@ -132,6 +132,7 @@ void Executor::account(OpRecord rec) {
   c.bytes_recv += rec.bytes_recv;
   c.flops += rec.flops;
   c.ops += 1;
+  c.participants = std::max(c.participants, rec.participants);
   if (logging_) {
     rec.step = step_;
     auto& w = pending_waits_[static_cast<int>(rec.stream)];
@@ -266,11 +267,13 @@ Status Executor::all_to_all(Stream s, std::span<const Range> send, std::span<con
   CPB_REQUIRE(static_cast<int>(send.size()) == world_ && static_cast<int>(recv.size()) == world_,
               "internal: all_to_all needs one send and one recv range per rank");
   OpRecord rec = op_record(OpKind::all_to_all, s, phase);
+  rec.participants = 1;  // this rank, plus every peer it exchanges with below
   for (int j = 0; j < world_; ++j) {
     CPB_TRY(check_range(send[j], "all_to_all send"));
     CPB_TRY(check_range(recv[j], "all_to_all recv"));
     // What a rank keeps for itself never crosses a link.
     if (j == rank_) continue;
+    if (send[j].count > 0 || recv[j].count > 0) ++rec.participants;
     rec.bytes_sent += send[j].count * elem_bytes(send[j].buf);
     rec.bytes_recv += recv[j].count * elem_bytes(recv[j].buf);
   }
@@ -284,6 +287,7 @@ Status Executor::all_gather(Stream s, Range send, Range recv, std::string_view p
               "internal: all_gather receives {} elements, expected world * {}", recv.count,
               send.count);
   OpRecord rec = op_record(OpKind::all_gather, s, phase);
+  rec.participants = world_;
   // Per rank, (N-1) blocks arrive and its own block leaves towards N-1 peers (nccl-tests counts
   // the same bytes for algbw).
   int64_t block = send.count * elem_bytes(send.buf);

@@ -109,6 +109,7 @@ struct OpRecord {
   double flops = 0;             // attention: 4 * B * H * d * visible pairs
   int64_t sq = 0, sk = 0;       // attention block shape
   std::vector<int> peers;       // p2p peers
+  int participants = 0;         // ranks taking part in a collective (a USP group may be < N)
   std::vector<int> waits;       // events this op's stream waited on since its previous op
 };
 
@@ -130,6 +131,7 @@ struct PhaseCounters {
   int64_t bytes_recv = 0;
   double flops = 0;
   int64_t ops = 0;
+  int participants = 0;  // largest collective group of the phase (0: no collective)
 };
 
 struct Accounting {

@@ -100,13 +100,11 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
       const double secs = phase_comm_seconds(res->ranks[i].trace, name);
       if (secs > 0 && (c.bytes_sent > 0 || c.bytes_recv > 0)) {
         const double bytes = static_cast<double>(std::max(c.bytes_sent, c.bytes_recv));
-        const bool collective = name.find("a2a") != std::string::npos ||
-                                name.find("all_gather") != std::string::npos ||
-                                name.find("all_to_all") != std::string::npos;
+        // A collective's group (c.participants: N, or u for a USP group) sets the factor.
+        const int g = c.participants;
         ph["comm_s"] = secs;
         ph["busbw_GBps"] = bytes / secs / 1e9;
-        ph["algbw_GBps"] = collective && n > 1 ? bytes * n / (n - 1) / secs / 1e9
-                                               : bytes / secs / 1e9;
+        ph["algbw_GBps"] = g > 1 ? bytes * g / (g - 1) / secs / 1e9 : bytes / secs / 1e9;
       }
       phases[name] = ph;
     }

@@ -170,6 +170,39 @@ __global__ void copy_kernel(DevView dst, DevView src) {
   at_mut<T>(dst, b, t, h)[x] = at<T>(src, b, t, h)[x];
 }
 
+template <class T>
+__global__ void reference_kernel(const T* q, const T* k, const T* v, float* o, float* lse,
+                                 int64_t B, int64_t T_, int64_t P, int64_t H, int64_t Hkv,
+                                 int64_t d, bool causal, float scale) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (row >= B * T_ * H) return;
+  const int64_t h = row % H, t = (row / H) % T_, b = row / (H * T_);
+  const int64_t S = P + T_, hk = h / (H / Hkv);
+  const int64_t last = causal ? P + t : S - 1;
+  const T* qr = q + ((b * T_ + t) * H + h) * d;
+  float m = -INFINITY;
+  for (int64_t p = 0; p <= last; ++p) {
+    const T* kr = k + ((b * S + p) * Hkv + hk) * d;
+    float s = 0.0f;
+    for (int64_t x = 0; x < d; ++x) s += to_f(qr[x]) * to_f(kr[x]);
+    m = fmaxf(m, s * scale);
+  }
+  float* orow = o + ((b * T_ + t) * H + h) * d;
+  for (int64_t x = 0; x < d; ++x) orow[x] = 0.0f;
+  float sum = 0.0f;
+  for (int64_t p = 0; p <= last; ++p) {
+    const T* kr = k + ((b * S + p) * Hkv + hk) * d;
+    const T* vr = v + ((b * S + p) * Hkv + hk) * d;
+    float s = 0.0f;
+    for (int64_t x = 0; x < d; ++x) s += to_f(qr[x]) * to_f(kr[x]);
+    const float e = expf(s * scale - m);
+    sum += e;
+    for (int64_t x = 0; x < d; ++x) orow[x] += e * to_f(vr[x]);
+  }
+  for (int64_t x = 0; x < d; ++x) orow[x] /= sum;
+  lse[(b * T_ + t) * H + h] = m + logf(sum);
+}
+
 unsigned blocks_for(int64_t n, int per) { return static_cast<unsigned>((n + per - 1) / per); }
 
 }  // namespace
@@ -215,6 +248,27 @@ int copy_view(int elem_bytes, const DevView& dst, const DevView& src, void* stre
     copy_kernel<float><<<blocks_for(n, 256), 256, 0, s>>>(dst, src);
   else
     copy_kernel<uint16_t><<<blocks_for(n, 256), 256, 0, s>>>(dst, src);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int reference_attention(ActType t, const void* q, const void* k, const void* v, float* o,
+                        float* lse, int64_t batch, int64_t new_tokens, int64_t cached_tokens,
+                        int64_t heads, int64_t kv_heads, int64_t dim, bool causal, float scale,
+                        void* stream) {
+  const int64_t rows = batch * new_tokens * heads;
+  if (rows == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  const unsigned grid = blocks_for(rows, 128);
+  if (t == ActType::bf16)
+    reference_kernel<__nv_bfloat16><<<grid, 128, 0, s>>>(
+        static_cast<const __nv_bfloat16*>(q), static_cast<const __nv_bfloat16*>(k),
+        static_cast<const __nv_bfloat16*>(v), o, lse, batch, new_tokens, cached_tokens, heads,
+        kv_heads, dim, causal, scale);
+  else
+    reference_kernel<__half><<<grid, 128, 0, s>>>(
+        static_cast<const __half*>(q), static_cast<const __half*>(k),
+        static_cast<const __half*>(v), o, lse, batch, new_tokens, cached_tokens, heads, kv_heads,
+        dim, causal, scale);
   return static_cast<int>(cudaGetLastError());
 }
 

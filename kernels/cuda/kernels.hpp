@@ -28,6 +28,15 @@ int merge_partials(const DevView& o, const DevView& lse, const DevView& part_o,
                    const DevView& part_lse, void* stream);
 int reset_partials(const DevView& o, const DevView& lse, void* stream);
 int copy_view(int elem_bytes, const DevView& dst, const DevView& src, void* stream);
+// The naive reference: one thread per (sequence, query, head), two passes over the keys in fp32,
+// positions taken from the unsharded problem (query t at P + t sees keys p <= P + t when
+// causal). For checks where the fp64 host reference is too slow; independent of
+// attention_forward (no tiles, no online softmax). q: [B, T, H, d]; k, v: [B, P+T, Hkv, d];
+// o: [B, T, H, d] fp32; lse: [B, T, H] fp32.
+int reference_attention(ActType t, const void* q, const void* k, const void* v, float* o,
+                        float* lse, int64_t batch, int64_t new_tokens, int64_t cached_tokens,
+                        int64_t heads, int64_t kv_heads, int64_t dim, bool causal, float scale,
+                        void* stream);
 // Host-side conversions for uploads and downloads (round to nearest even).
 void floats_to_act(ActType t, const float* in, void* out, int64_t n);
 void act_to_floats(ActType t, const void* in, float* out, int64_t n);

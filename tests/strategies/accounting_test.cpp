@@ -155,3 +155,24 @@ TEST(Accounting, PassQMovesFewerRingBytesBelowTheEq1MissRate) {
 
 }  // namespace
 }  // namespace cpb
+
+namespace cpb {
+namespace {
+
+// Collectives record their group: a USP all-to-all runs inside u ranks, not N, which sets the
+// algbw factor g/(g-1) of its record.
+TEST(Accounting, CollectivesRecordTheirGroupSize) {
+  Workload w = gqa_workload(16, 0);
+  ExecSpec usp{.strategy = "usp", .layout = LayoutKind::zigzag, .cp = 4, .workload = w};
+  usp.options.ulysses = 2;
+  usp.verify = false;
+  auto r = execute_point(usp);
+  ASSERT_TRUE(r.ok()) << r.error().detail();
+  EXPECT_EQ(r->ranks[0].accounting.phases.at("a2a_q").participants, 2);
+  EXPECT_EQ(r->ranks[0].accounting.phases.at("ring_kv").participants, 0);
+  ExecResult ag = run("allgather", LayoutKind::zigzag, 3, gqa_workload(12, 0));
+  EXPECT_EQ(ag.ranks[1].accounting.phases.at("kv_all_gather").participants, 3);
+}
+
+}  // namespace
+}  // namespace cpb

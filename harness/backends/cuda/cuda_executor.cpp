@@ -326,6 +326,41 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
+Status cuda_reference_attention(const Workload& w, const std::vector<float>& q,
+                                const std::vector<float>& k, const std::vector<float>& v,
+                                std::vector<float>& o, std::vector<float>& lse) {
+  CPB_CUDA(cudaSetDevice(0));
+  const cuda::ActType t = act_type(w.dtype);
+  struct Dev {
+    void* p = nullptr;
+    ~Dev() { if (p) cudaFree(p); }
+  } dq, dk, dv, dout, dlse;
+  auto upload = [&](Dev& d, const std::vector<float>& host) -> Status {
+    std::vector<uint16_t> tmp(host.size());
+    cuda::floats_to_act(t, host.data(), tmp.data(), static_cast<int64_t>(host.size()));
+    CPB_CUDA(cudaMalloc(&d.p, tmp.size() * 2));
+    CPB_CUDA(cudaMemcpy(d.p, tmp.data(), tmp.size() * 2, cudaMemcpyHostToDevice));
+    return {};
+  };
+  CPB_TRY(upload(dq, q));
+  CPB_TRY(upload(dk, k));
+  CPB_TRY(upload(dv, v));
+  o.assign(q.size(), 0.0f);
+  lse.assign(q.size() / static_cast<size_t>(w.head_dim), 0.0f);
+  CPB_CUDA(cudaMalloc(&dout.p, o.size() * 4));
+  CPB_CUDA(cudaMalloc(&dlse.p, lse.size() * 4));
+  CPB_CUDA(cudaDeviceSynchronize());
+  const int err = cuda::reference_attention(
+      t, dq.p, dk.p, dv.p, static_cast<float*>(dout.p), static_cast<float*>(dlse.p), w.batch,
+      w.new_tokens, w.cached_tokens, w.heads, w.kv_heads, w.head_dim, w.mask == MaskKind::causal,
+      static_cast<float>(w.scale()), nullptr);
+  if (err != 0) return CPB_ERROR("CUDA error {} launching the reference kernel", err);
+  CPB_CUDA(cudaDeviceSynchronize());
+  CPB_CUDA(cudaMemcpy(o.data(), dout.p, o.size() * 4, cudaMemcpyDeviceToHost));
+  CPB_CUDA(cudaMemcpy(lse.data(), dlse.p, lse.size() * 4, cudaMemcpyDeviceToHost));
+  return {};
+}
+
 std::string nccl_version() {
   int v = 0;
   if (ncclGetVersion(&v) != ncclSuccess) return "unknown";

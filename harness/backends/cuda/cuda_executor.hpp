@@ -11,6 +11,9 @@
 namespace cpb {
 
 Expected<std::unique_ptr<Backend>> make_cuda_backend(int world, DType dtype, double timeout_s);
+Status cuda_reference_attention(const Workload& w, const std::vector<float>& q,
+                                const std::vector<float>& k, const std::vector<float>& v,
+                                std::vector<float>& o, std::vector<float>& lse);
 // NCCL's version as "2.28.9".
 std::string nccl_version();
 

@@ -86,6 +86,36 @@ TEST(CudaKernel, FullyMaskedRowsGiveZeroAndMinusInf) {
   ASSERT_TRUE(st.ok()) << st.error().detail();
 }
 
+// The portable kernel against the independent naive GPU reference at a size the fp64 host
+// reference would take long over, and the naive reference against fp64 at a small one.
+TEST(CudaReference, NaiveKernelAgreesWithFp64AndWithThePortableKernel) {
+  if (usable_gpus() < 1) GTEST_SKIP() << "no GPU";
+  Workload small{.batch = 2, .heads = 8, .kv_heads = 2, .head_dim = 64, .dtype = DType::bf16,
+                 .mask = MaskKind::causal, .new_tokens = 33, .cached_tokens = 70};
+  Inputs in = random_inputs(small, 11);
+  std::vector<float> o, lse;
+  Status st = gpu_reference_attention(small, in.q, in.k, in.v, o, lse);
+  ASSERT_TRUE(st.ok()) << st.error().str();
+  EXPECT_TRUE(verify_against_reference(small, in, o, lse, 1e-5).passed());
+
+  Workload big{.batch = 1, .heads = 32, .kv_heads = 8, .head_dim = 128, .dtype = DType::bf16,
+               .mask = MaskKind::causal, .new_tokens = 2048, .cached_tokens = 2048};
+  ExecSpec spec = cuda_spec("ring_pass_kv", 1, big, LayoutKind::contiguous);
+  spec.verify = false;
+  Inputs bin = random_inputs(big, spec.seed);
+  spec.inputs = &bin;
+  auto res = execute_point(spec);
+  ASSERT_TRUE(res.ok()) << res.error().detail();
+  st = gpu_reference_attention(big, bin.q, bin.k, bin.v, o, lse);
+  ASSERT_TRUE(st.ok()) << st.error().str();
+  double max_abs = 0, ref_max = 0;
+  for (size_t i = 0; i < o.size(); ++i) {
+    max_abs = std::max(max_abs, static_cast<double>(std::abs(o[i] - res->o[i])));
+    ref_max = std::max(ref_max, static_cast<double>(std::abs(o[i])));
+  }
+  EXPECT_LE(max_abs / ref_max, 1e-4) << "portable kernel vs naive reference";
+}
+
 // Points too large for the fp64 host reference are checked against the same inputs on one GPU.
 TEST(CudaVerify, LargePointsAreCheckedAgainstOneGpu) {
   if (usable_gpus() < 2) GTEST_SKIP() << "2 GPUs needed";
