@@ -1,6 +1,7 @@
 // Backend selection: the cpu reference everywhere, the cuda backend when it is built with NCCL.
 #include "harness/backends/cpu/cpu_executor.hpp"
 #include "harness/core/backend.hpp"
+#include "harness/core/mpi_world.hpp"
 
 #ifdef CPBENCH_HAVE_NCCL
 #include "harness/backends/cuda/cuda_executor.hpp"
@@ -74,6 +75,14 @@ Status check_backend(std::string_view name, int world) {
   if (name == "cpu") return {};
   if (name == "cuda") {
 #if defined(CPBENCH_HAVE_CUDA) && defined(CPBENCH_HAVE_NCCL)
+    if (mpi::active()) {
+      // One rank per process: the launch decides the CP degree.
+      CPB_REQUIRE(world == mpi::size(),
+                  "under mpirun with {} processes every point needs cp = {} (got cp = {}): "
+                  "filter the sweep (--filter \"cp == {}\") or change -np",
+                  mpi::size(), mpi::size(), world, mpi::size());
+      return {};
+    }
     CPB_REQUIRE(world <= usable_gpus(),
                 "cp = {} needs {} GPUs, {} visible: lower cp or use a larger machine", world,
                 world, usable_gpus());
@@ -90,7 +99,10 @@ Status check_backend(std::string_view name, int world) {
 Expected<std::unique_ptr<Backend>> make_backend(std::string_view name, int world, DType dtype,
                                                 double timeout_s) {
   CPB_TRY(check_backend(name, world));
-  if (name == "cpu") return std::unique_ptr<Backend>(new CpuBackend(world, dtype, timeout_s));
+  if (name == "cpu") {
+    CPB_REQUIRE(!mpi::active(), "the cpu backend runs in one process: drop mpirun, or use cuda");
+    return std::unique_ptr<Backend>(new CpuBackend(world, dtype, timeout_s));
+  }
 #ifdef CPBENCH_HAVE_NCCL
   return make_cuda_backend(world, dtype, timeout_s);
 #else

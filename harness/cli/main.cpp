@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "harness/config/config.hpp"
+#include "harness/core/mpi_world.hpp"
 #include "harness/io/npy.hpp"
 #include "harness/runner/runner.hpp"
 #include "harness/runner/stats.hpp"
@@ -135,6 +136,7 @@ int cmd_attend(const AttendOptions& o) {
     std::fprintf(stderr, "error: %s\n", res.error().str().c_str());
     return 1;
   }
+  if (!mpi::is_root()) return 0;  // rank 0 holds the gathered output
   if (Status st = write_npy(o.out, {w.new_tokens, w.heads, w.head_dim}, res->o.data()); !st.ok())
     return fail(st.error().str());
   if (!o.lse.empty())
@@ -165,12 +167,19 @@ int run_main(int argc, char** argv);
 // The last line of defence: nothing below main throws on purpose, but a library might; a user
 // gets one line and exit code 2, never an abort.
 int main(int argc, char** argv) {
-  try {
-    return run_main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: internal: %s\n", e.what());
+  // Under mpirun every process is one rank of the cuda backend (harness/core/mpi_world.hpp).
+  if (cpb::Status st = cpb::mpi::init(&argc, &argv); !st.ok()) {
+    std::fprintf(stderr, "error: %s\n", st.error().str().c_str());
     return 2;
   }
+  int rc = 2;
+  try {
+    rc = run_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: internal: %s\n", e.what());
+  }
+  cpb::mpi::finalize();
+  return rc;
 }
 
 namespace {

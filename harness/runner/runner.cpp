@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "harness/core/backend.hpp"
+#include "harness/core/mpi_world.hpp"
 #include "harness/io/npy.hpp"
 #include "kernels/cpu/attention.hpp"
 #include "strategies/common.hpp"
@@ -190,6 +191,62 @@ int64_t host_available_bytes() {
   return kb < 0 ? -1 : kb * 1024;
 }
 
+namespace {
+// Under MPI every process measured one rank: rank 0 collects the others' reports (times,
+// variants, accounting per phase, peak memory, trace) and the rows of O and LSE they own.
+Status gather_to_root(ExecResult& res, std::vector<std::string>& clocks) {
+  const int me = mpi::rank();
+  const RankReport& mine = res.ranks[me];
+  nlohmann::json j;
+  j["times"] = mine.times_s;
+  j["compute_only"] = mine.compute_only_s;
+  j["comm_only"] = mine.comm_only_s;
+  j["peak"] = mine.peak_memory_bytes;
+  j["clock"] = clocks[me];
+  nlohmann::json phases = nlohmann::json::object();
+  for (const auto& [name, c] : mine.accounting.phases)
+    phases[name] = {c.bytes_sent, c.bytes_recv, c.flops, c.ops, c.participants};
+  j["phases"] = phases;
+  nlohmann::json trace = nlohmann::json::array();
+  for (const auto& t : mine.trace)
+    trace.push_back({static_cast<int>(t.kind), static_cast<int>(t.stream), t.phase, t.step, t.bytes,
+                     t.flops, t.begin_s, t.end_s});
+  j["trace"] = trace;
+  CPB_ASSIGN_OR_RETURN(auto all, mpi::gather(j.dump()));
+  CPB_TRY(mpi::sum_to_root(res.o));
+  CPB_TRY(mpi::sum_to_root(res.lse));
+  if (!mpi::is_root()) return {};
+  for (size_t r = 0; r < all.size(); ++r) {
+    auto o = nlohmann::json::parse(all[r], nullptr, /*allow_exceptions=*/false);
+    CPB_REQUIRE(o.is_object(), "internal: rank {} sent an unreadable report", r);
+    RankReport& rep = res.ranks[r];
+    rep.times_s = o["times"].get<std::vector<double>>();
+    rep.compute_only_s = o["compute_only"].get<std::vector<double>>();
+    rep.comm_only_s = o["comm_only"].get<std::vector<double>>();
+    rep.peak_memory_bytes = o["peak"].get<int64_t>();
+    clocks[r] = o["clock"].get<std::string>();
+    rep.accounting = {};
+    for (const auto& [name, v] : o["phases"].items())
+      rep.accounting.phases[name] = {v[0].get<int64_t>(), v[1].get<int64_t>(),
+                                     v[2].get<double>(), v[3].get<int64_t>(), v[4].get<int>()};
+    rep.trace.clear();
+    for (const auto& t : o["trace"]) {
+      TraceSlice s;
+      s.kind = static_cast<OpKind>(t[0].get<int>());
+      s.stream = static_cast<Stream>(t[1].get<int>());
+      s.phase = t[2].get<std::string>();
+      s.step = t[3].get<int>();
+      s.bytes = t[4].get<int64_t>();
+      s.flops = t[5].get<double>();
+      s.begin_s = t[6].get<double>();
+      s.end_s = t[7].get<double>();
+      rep.trace.push_back(std::move(s));
+    }
+  }
+  return {};
+}
+}  // namespace
+
 Status check_point(const ExecSpec& spec) {
   const StrategyInfo* info = find_strategy(spec.strategy);
   CPB_REQUIRE(info != nullptr, "unknown strategy '{}': `cpbench list` shows the registered ones",
@@ -236,7 +293,7 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
 
   CPB_ASSIGN_OR_RETURN(auto backend, make_backend(spec.backend, n, w.dtype, spec.timeout_s));
   std::vector<std::string> clocks(static_cast<size_t>(n));
-  CPB_TRY(backend->run([&](Executor& ex) -> Status {
+  Status run_status = backend->run([&](Executor& ex) -> Status {
     const int rank = ex.rank();
     clocks[rank] = std::string(ex.clock());
     const int64_t qc = pl.q_count(rank);
@@ -310,8 +367,20 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
       ex.set_skip(false, false);
     }
     return {};
-  }));
+  });
+  if (mpi::active()) {
+    // Every process must agree that the point ran before any of them enters the gathers.
+    const bool everyone = mpi::all(run_status.ok());
+    if (!run_status.ok()) return std::move(run_status).error();
+    if (!everyone) return CPB_ERROR("another MPI rank failed this point (its error is on its log)");
+  } else {
+    CPB_TRY(run_status);
+  }
 
+  if (mpi::active()) {
+    CPB_TRY(gather_to_root(res, clocks));
+    if (!mpi::is_root()) return res;  // rank 0 verifies and records
+  }
   res.clock = clocks[0];
   // Max over ranks per iteration: an iteration ends when its slowest rank does.
   auto max_over_ranks = [&](std::vector<double> RankReport::*field) {
@@ -331,6 +400,16 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
     const double tol = tolerance_for(spec.backend, w.dtype);
     if (spec.backend == "cpu" || workload_flops(w) <= kCpuReferenceMaxFlops) {
       res.verify = verify_against_reference(w, *in, res.o, res.lse, tol);
+    } else if (mpi::active()) {
+      // Under MPI a cp-1 run is not possible: the naive GPU reference on this process's GPU.
+      std::vector<float> ro, rl;
+      Status st = gpu_reference_attention(w, in->q, in->k, in->v, ro, rl);
+      if (st.ok()) {
+        res.verify = compare_outputs(res.o, res.lse, ro, rl, tol, "naive fp32 reference on one GPU");
+      } else {
+        res.verify.ran = false;
+        res.verify.reference = "not verified: the GPU reference failed: " + st.error().str();
+      }
     } else {
       // Too large for the fp64 host reference: compare with the whole problem on one GPU
       // (cp 1, no communication), the check DESIGN.md asks of GPU runs.

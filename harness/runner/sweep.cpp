@@ -6,10 +6,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "harness/config/config.hpp"
 #include "harness/core/backend.hpp"
+#include "harness/core/mpi_world.hpp"
 #include "harness/io/provenance.hpp"
 #include "harness/io/results.hpp"
 #include "harness/runner/record.hpp"
@@ -26,6 +29,7 @@ namespace cpb {
 namespace {
 
 void say(const std::string& line) {
+  if (!mpi::is_root()) return;  // under MPI rank 0 speaks for all
   std::fprintf(stderr, "%s\n", line.c_str());
   std::fflush(stderr);
 }
@@ -93,6 +97,12 @@ nlohmann::json bench_json(const std::vector<nlohmann::json>& records, const nloh
 
 BackendChoice resolve_backend(const std::string& requested, std::string* error) {
   const int gpus = usable_gpus();
+  if (mpi::active() && requested != "cuda" && !(requested == "auto" && gpus > 0)) {
+    *error = fmt::format("under mpirun every process is one GPU rank: use --backend cuda (asked "
+                         "for '{}'{})",
+                         requested, gpus == 0 ? ", and no GPU is visible" : "");
+    return {};
+  }
   if (requested == "cpu") return {"cpu", "requested"};
   if (requested == "auto" || requested.empty()) {
     if (gpus > 0) return {"cuda", fmt::format("{} GPU(s) visible", gpus)};
@@ -154,6 +164,7 @@ int run_sweep(const SweepOptions& opts) {
   }
 
   if (opts.dry_run) {
+    if (!mpi::is_root()) return n_invalid ? 1 : 0;
     std::printf("%s: %zu points (backend %s: %s)\n", ex.name.c_str(), ex.points.size(),
                 backend.name.c_str(), backend.why.c_str());
     for (size_t i = 0; i < ex.points.size(); ++i) {
@@ -167,54 +178,11 @@ int run_sweep(const SweepOptions& opts) {
     if (!invalid[i].empty())
       say(fmt::format("invalid point {} ({}): {}", i, short_desc(ex.points[i]), invalid[i]));
 
-  // The run folder: a new one, or the one to resume.
+  // Under MPI only rank 0 touches the run folder; the others run the same points in lock-step.
+  const bool root = mpi::is_root();
   RunFolder folder;
   std::set<std::string> done;
-  if (opts.resume) {
-    std::string dir = opts.run_dir;
-    if (dir.empty()) {
-      auto latest = latest_run_folder(opts.out, ex.name);
-      if (!latest) {
-        say("error: " + latest.error().str());
-        return 2;
-      }
-      dir = *latest;
-    }
-    if (!std::filesystem::exists(std::filesystem::path(dir) / "manifest.json")) {
-      say(fmt::format("error: --resume: {} holds no manifest.json: not a run folder", dir));
-      return 2;
-    }
-    folder.dir = dir;
-    if (std::filesystem::exists(folder.results_path())) {
-      auto prev = read_jsonl(folder.results_path());
-      if (!prev) {
-        say("error: " + prev.error().str());
-        return 2;
-      }
-      done = finished_point_ids(*prev);
-    }
-  } else if (!opts.run_dir.empty()) {
-    std::error_code ec;
-    if (std::filesystem::exists(std::filesystem::path(opts.run_dir) / "results.jsonl")) {
-      say(fmt::format("error: --run-dir {} already holds results: add --resume to continue it",
-                      opts.run_dir));
-      return 2;
-    }
-    std::filesystem::create_directories(opts.run_dir, ec);
-    if (ec) {
-      say(fmt::format("error: cannot create {}: {}", opts.run_dir, ec.message()));
-      return 2;
-    }
-    folder.dir = opts.run_dir;
-  } else {
-    auto created = create_run_folder(opts.out, ex.name);
-    if (!created) {
-      say("error: " + created.error().str());
-      return 2;
-    }
-    folder = *created;
-  }
-
+  std::unique_ptr<JsonlWriter> writer;
   std::vector<const char*> argv_c;
   for (const auto& a : opts.argv) argv_c.push_back(a.c_str());
   nlohmann::json prov = collect_provenance(static_cast<int>(argv_c.size()), argv_c.data());
@@ -234,29 +202,95 @@ int run_sweep(const SweepOptions& opts) {
                              {"status", "running"},
                              {"started", utc_iso8601()},
                              {"provenance", prov}};
-  if (opts.resume) {
-    // Keep what the first invocation recorded; note this one.
-    std::ifstream old(folder.manifest_path());
-    nlohmann::json prev = nlohmann::json::parse(old, nullptr, /*allow_exceptions=*/false);
-    if (prev.is_object()) {
-      nlohmann::json resumes = prev.value("resumes", nlohmann::json::array());
-      resumes.push_back({{"started", manifest["started"]}, {"provenance", prov}});
-      manifest["started"] = prev.value("started", manifest["started"].get<std::string>());
-      manifest["provenance"] = prev.value("provenance", prov);
-      manifest["resumes"] = resumes;
-    }
-  }
   auto write_manifest = [&]() -> bool {
     Status st = write_file_atomic(folder.manifest_path(), safe_dump(manifest, 2) + "\n");
     if (!st.ok()) say("error: " + st.error().str());
     return st.ok();
   };
-  if (!write_manifest()) return 2;
-  auto writer = JsonlWriter::open(folder.results_path());
-  if (!writer) {
-    say("error: " + writer.error().str());
-    return 2;
+  int setup = 0;
+  if (root) setup = [&]() -> int {
+    // The run folder: a new one, or the one to resume.
+    if (opts.resume) {
+      std::string dir = opts.run_dir;
+      if (dir.empty()) {
+        auto latest = latest_run_folder(opts.out, ex.name);
+        if (!latest) {
+          say("error: " + latest.error().str());
+          return 2;
+        }
+        dir = *latest;
+      }
+      if (!std::filesystem::exists(std::filesystem::path(dir) / "manifest.json")) {
+        say(fmt::format("error: --resume: {} holds no manifest.json: not a run folder", dir));
+        return 2;
+      }
+      folder.dir = dir;
+      if (std::filesystem::exists(folder.results_path())) {
+        auto prev = read_jsonl(folder.results_path());
+        if (!prev) {
+          say("error: " + prev.error().str());
+          return 2;
+        }
+        done = finished_point_ids(*prev);
+      }
+    } else if (!opts.run_dir.empty()) {
+      std::error_code ec;
+      if (std::filesystem::exists(std::filesystem::path(opts.run_dir) / "results.jsonl")) {
+        say(fmt::format("error: --run-dir {} already holds results: add --resume to continue it",
+                        opts.run_dir));
+        return 2;
+      }
+      std::filesystem::create_directories(opts.run_dir, ec);
+      if (ec) {
+        say(fmt::format("error: cannot create {}: {}", opts.run_dir, ec.message()));
+        return 2;
+      }
+      folder.dir = opts.run_dir;
+    } else {
+      auto created = create_run_folder(opts.out, ex.name);
+      if (!created) {
+        say("error: " + created.error().str());
+        return 2;
+      }
+      folder = *created;
+    }
+    if (opts.resume) {
+      // Keep what the first invocation recorded; note this one.
+      std::ifstream old(folder.manifest_path());
+      nlohmann::json prev = nlohmann::json::parse(old, nullptr, /*allow_exceptions=*/false);
+      if (prev.is_object()) {
+        nlohmann::json resumes = prev.value("resumes", nlohmann::json::array());
+        resumes.push_back({{"started", manifest["started"]}, {"provenance", prov}});
+        manifest["started"] = prev.value("started", manifest["started"].get<std::string>());
+        manifest["provenance"] = prev.value("provenance", prov);
+        manifest["resumes"] = resumes;
+      }
+    }
+    if (!write_manifest()) return 2;
+    auto opened = JsonlWriter::open(folder.results_path());
+    if (!opened) {
+      say("error: " + opened.error().str());
+      return 2;
+    }
+    writer = std::make_unique<JsonlWriter>(std::move(*opened));
+    return 0;
+  }();
+  if (mpi::active()) {
+    // Everyone learns whether setup worked and which points a resume skips.
+    std::string shared = std::to_string(setup);
+    for (const auto& id : done) shared += "\n" + id;
+    if (Status st = mpi::broadcast(shared); !st.ok()) {
+      say("error: " + st.error().str());
+      return 2;
+    }
+    std::istringstream in(shared);
+    std::string line;
+    std::getline(in, line);
+    setup = std::stoi(line);
+    done.clear();
+    while (std::getline(in, line)) done.insert(line);
   }
+  if (setup != 0) return setup;
 
   say(fmt::format("{}: {} points on {} ({}), writing {}", ex.name, ex.points.size(), backend.name,
                   backend.why, folder.dir));
@@ -295,7 +329,7 @@ int run_sweep(const SweepOptions& opts) {
                                                res->verify.max_rel_err, res->verify.tolerance)
                                  : "",
                            &*res, brief, repro);
-        if (!res->ranks.empty() && !res->ranks[0].trace.empty()) {
+        if (root && !res->ranks.empty() && !res->ranks[0].trace.empty()) {
           std::error_code ec;
           std::filesystem::create_directories(folder.traces_dir(), ec);
           const std::string path = folder.file(fmt::format("traces/{}.json", p.index));
@@ -314,7 +348,7 @@ int run_sweep(const SweepOptions& opts) {
         if (wrong) ++failures;
       }
     }
-    Status st = writer->append(rec);
+    Status st = root ? writer->append(rec) : Status{};
     if (!st.ok()) {
       say("error: " + st.error().str());
       return 2;
@@ -331,6 +365,7 @@ int run_sweep(const SweepOptions& opts) {
     }
   }
 
+  if (!root) return 0;  // rank 0 reports the outcome
   // The run's outcome comes from the whole results file, where a point retried on resume has
   // several records and the last one counts.
   std::vector<nlohmann::json> latest;

@@ -7,11 +7,14 @@
 #include <nvtx3/nvToolsExt.h>
 
 #include <atomic>
+#include <cstring>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "harness/backends/cpu/cpu_executor.hpp"
+#include "harness/core/mpi_world.hpp"
 #include "kernels/cuda/kernels.hpp"
 
 #define CPB_CUDA(call)                                                                   \
@@ -37,8 +40,12 @@ cuda::ActType act_type(DType d) { return d == DType::fp16 ? cuda::ActType::fp16 
 
 class CudaExecutor final : public Executor {
  public:
-  CudaExecutor(int rank, int world, DType dtype, ncclComm_t comm, CpuWorld& host)
-      : Executor(rank, world, dtype), comm_(comm), host_(host) {}
+  // `device`: the GPU of this rank; `host_barrier`: waits for every rank on the host (threads
+  // of one process, or MPI processes).
+  CudaExecutor(int rank, int world, DType dtype, ncclComm_t comm, int device,
+               std::function<Status()> host_barrier)
+      : Executor(rank, world, dtype), comm_(comm), device_(device),
+        host_barrier_(std::move(host_barrier)) {}
   ~CudaExecutor() override {
     for (void* p : mem_) cudaFree(p);
     if (flush_) cudaFree(flush_);
@@ -51,7 +58,7 @@ class CudaExecutor final : public Executor {
   }
 
   Status init() {
-    CPB_CUDA(cudaSetDevice(rank()));
+    CPB_CUDA(cudaSetDevice(device_));
     for (auto& s : streams_) CPB_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     CPB_CUDA(cudaEventCreate(&t0_));
     CPB_CUDA(cudaEventCreate(&t1_));
@@ -59,7 +66,7 @@ class CudaExecutor final : public Executor {
     // Twice the L2, rewritten before every timed iteration so that no iteration finds the
     // previous one's K/V in cache (small points would otherwise look faster than they are).
     int l2 = 0;
-    CPB_CUDA(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, rank()));
+    CPB_CUDA(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device_));
     flush_bytes_ = 2 * static_cast<size_t>(std::max(l2, 1 << 20));
     CPB_CUDA(cudaMalloc(&flush_, flush_bytes_));
     return {};
@@ -103,7 +110,7 @@ class CudaExecutor final : public Executor {
   }
   Status barrier() override {
     CPB_TRY(synchronize());
-    return host_.barrier(rank());
+    return host_barrier_();
   }
   Status timer_start() override {
     CPB_CUDA(cudaMemsetAsync(flush_, ++flush_value_ & 0xff, flush_bytes_, stream(Stream::compute)));
@@ -261,7 +268,8 @@ class CudaExecutor final : public Executor {
   }
 
   ncclComm_t comm_;
-  CpuWorld& host_;
+  int device_;
+  std::function<Status()> host_barrier_;
   cudaStream_t streams_[2] = {nullptr, nullptr};
   cudaEvent_t t0_ = nullptr, t1_ = nullptr, join_ = nullptr;
   std::vector<void*> mem_;
@@ -297,7 +305,8 @@ class CudaBackend final : public Backend {
 
   Status run(const std::function<Status(Executor&)>& fn) override {
     return host_.run([&](int rank) -> Status {
-      CudaExecutor ex(rank, world_, dtype_, comms_[rank], host_);
+      CudaExecutor ex(rank, world_, dtype_, comms_[rank], rank,
+                      [this, rank] { return host_.barrier(rank); });
       Status st = ex.init();
       if (st.ok()) st = fn(ex);
       if (!st.ok()) abort_all();
@@ -323,6 +332,52 @@ class CudaBackend final : public Backend {
   std::mutex mu_;
   bool aborted_ = false;
 };
+
+#ifdef CPBENCH_HAVE_MPI
+// One rank per MPI process: the GPU is local_rank mod the visible GPUs, the communicator comes
+// from a ncclUniqueId that rank 0 broadcasts over MPI.
+class MpiCudaBackend final : public Backend {
+ public:
+  MpiCudaBackend(int world, DType dtype) : world_(world), dtype_(dtype) {}
+  ~MpiCudaBackend() override {
+    if (comm_ == nullptr) return;
+    if (failed_) ncclCommAbort(comm_);
+    else ncclCommDestroy(comm_);
+  }
+  std::string_view name() const override { return "cuda"; }
+  int size() const override { return world_; }
+
+  Status init() {
+    int gpus = 0;
+    CPB_CUDA(cudaGetDeviceCount(&gpus));
+    CPB_REQUIRE(gpus > 0, "MPI rank {} sees no GPU", mpi::rank());
+    device_ = mpi::local_rank() % gpus;
+    CPB_CUDA(cudaSetDevice(device_));
+    ncclUniqueId id{};
+    if (mpi::rank() == 0) CPB_NCCL(ncclGetUniqueId(&id));
+    std::string bytes(reinterpret_cast<const char*>(&id), sizeof id);
+    CPB_TRY(mpi::broadcast(bytes));
+    std::memcpy(&id, bytes.data(), sizeof id);
+    CPB_NCCL(ncclCommInitRank(&comm_, world_, id, mpi::rank()));
+    return {};
+  }
+
+  Status run(const std::function<Status(Executor&)>& fn) override {
+    CudaExecutor ex(mpi::rank(), world_, dtype_, comm_, device_, [] { return mpi::barrier(); });
+    Status st = ex.init();
+    if (st.ok()) st = fn(ex);
+    if (!st.ok()) failed_ = true;
+    return st;
+  }
+
+ private:
+  int world_;
+  DType dtype_;
+  int device_ = 0;
+  ncclComm_t comm_ = nullptr;
+  bool failed_ = false;
+};
+#endif
 
 }  // namespace
 
@@ -368,6 +423,13 @@ std::string nccl_version() {
 }
 
 Expected<std::unique_ptr<Backend>> make_cuda_backend(int world, DType dtype, double timeout_s) {
+#ifdef CPBENCH_HAVE_MPI
+  if (mpi::active()) {
+    auto m = std::make_unique<MpiCudaBackend>(world, dtype);
+    CPB_TRY(m->init());
+    return std::unique_ptr<Backend>(std::move(m));
+  }
+#endif
   auto b = std::make_unique<CudaBackend>(world, dtype, timeout_s);
   CPB_TRY(b->init());
   return std::unique_ptr<Backend>(std::move(b));
