@@ -88,6 +88,7 @@ Status check_backend(std::string_view name, int world) {
                 world, usable_gpus());
     return {};
 #else
+    (void)world;
     return CPB_ERROR("this build has no cuda backend (CUDA or NCCL was not found at configure "
                      "time): use --backend cpu");
 #endif
