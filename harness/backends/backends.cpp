@@ -1,4 +1,6 @@
 // Backend selection: the cpu reference everywhere, the cuda backend when it is built with NCCL.
+#include <algorithm>
+
 #include "harness/backends/cpu/cpu_executor.hpp"
 #include "harness/core/backend.hpp"
 #include "harness/core/mpi_world.hpp"
@@ -32,10 +34,16 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
+namespace {
+int g_gpu_limit = 0;  // 0: no limit
+}  // namespace
+
+void limit_gpus(int n) { g_gpu_limit = n; }
+
 int usable_gpus() {
 #if defined(CPBENCH_HAVE_CUDA) && defined(CPBENCH_HAVE_NCCL)
-  static const int n = static_cast<int>(cuda::visible_devices().size());
-  return n;
+  static const int visible = static_cast<int>(cuda::visible_devices().size());
+  return g_gpu_limit > 0 ? std::min(visible, g_gpu_limit) : visible;
 #else
   return 0;
 #endif

@@ -200,6 +200,7 @@ int run_main(int argc, char** argv) {
   run->add_flag("--resume", so.resume, "Continue the latest run folder of this experiment, skipping recorded points");
   run->add_flag("--dry-run", so.dry_run, "Print the expanded points and exit; writes nothing");
   run->add_flag("--quiet", so.quiet, "No progress line per point");
+  run->add_option("--gpus", so.gpus, "cuda: use at most N of the visible GPUs (rank r on GPU r)");
 
   auto* list = app.add_subcommand("list", "List strategies, layouts, backends and presets");
 

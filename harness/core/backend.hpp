@@ -28,8 +28,10 @@ Expected<std::unique_ptr<Backend>> make_backend(std::string_view name, int world
                                                 double timeout_s);
 // Whether `name` can run `world` ranks here (cuda: that many GPUs visible), without starting it.
 Status check_backend(std::string_view name, int world);
-// GPUs the cuda backend can use (0 when it is not built).
+// GPUs the cuda backend can use (0 when it is not built): the visible ones, or fewer when
+// limited (`cpbench run --gpus N`, N >= 1).
 int usable_gpus();
+void limit_gpus(int n);
 // The naive fp32 reference of the unsharded problem on GPU 0 (kernels/cuda reference_attention),
 // for checks where the fp64 host reference is too slow. Errors when there is no cuda backend.
 Status gpu_reference_attention(const Workload& w, const std::vector<float>& q,

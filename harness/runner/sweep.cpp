@@ -125,6 +125,11 @@ BackendChoice resolve_backend(const std::string& requested, std::string* error) 
 }
 
 int run_sweep(const SweepOptions& opts) {
+  if (opts.gpus < 0) {
+    say(fmt::format("error: --gpus must be >= 1 (got {})", opts.gpus));
+    return 2;
+  }
+  limit_gpus(opts.gpus);
   ParseOptions po;
   po.strategies = strategy_names();
   po.filter = opts.filter;

@@ -19,6 +19,7 @@ struct SweepOptions {
   bool resume = false;
   bool dry_run = false;
   bool quiet = false;
+  int gpus = 0;  // use at most this many GPUs (0: all visible)
   std::vector<std::string> argv;
 };
 

@@ -301,6 +301,14 @@ INSTANTIATE_TEST_SUITE_P(
                   "kv_heads"}),
     [](const auto& info) { return std::string(info.param.name); });
 
+TEST_F(Cli, NegativeGpusIsRefused) {
+  auto cfg = write("good.yaml", kGood);
+  CmdResult r = cpbench("run " + cfg + " --gpus -1 --out " + out());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--gpus"), std::string::npos) << r.out;
+  EXPECT_TRUE(wrote_nothing());
+}
+
 TEST_F(Cli, MissingConfigFile) {
   CmdResult r = cpbench("run " + (dir_ / "nope.yaml").string() + " --out " + out());
   EXPECT_EQ(r.code, 2) << r.out;
