@@ -303,7 +303,10 @@ int run_sweep(const SweepOptions& opts) {
                           {"host", prov.value("host", "unknown")},
                           {"cpu", prov.value("cpu", nlohmann::json())},
                           {"cpbench_version", prov.value("cpbench_version", "unknown")}};
-  int failures = 0, ran = 0, skipped = 0;
+  int failures = 0, ran = 0, skipped = 0, executed = 0;
+  size_t to_run = 0;  // valid points this invocation will run
+  for (size_t j = 0; j < ex.points.size(); ++j)
+    to_run += invalid[j].empty() && !done.count(ex.points[j].id);
   const size_t total = ex.points.size();
   auto t_start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < total; ++i) {
@@ -362,8 +365,12 @@ int run_sweep(const SweepOptions& opts) {
     if (!opts.quiet) {
       double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-      size_t remaining = total - i - 1;
-      double eta = ran > 0 ? elapsed / ran * static_cast<double>(remaining) : 0;
+      // Invalid points take no time: the ETA extrapolates from the points that ran.
+      if (invalid[i].empty()) {
+        ++executed;
+        --to_run;
+      }
+      double eta = executed > 0 ? elapsed / executed * static_cast<double>(to_run) : 0;
       say(fmt::format("[{:>{}}/{}] {:<48} {}  elapsed {} ETA {}", i + 1,
                       std::to_string(total).size(), total, short_desc(p), line, hms(elapsed),
                       hms(eta)));

@@ -120,6 +120,7 @@ class CudaExecutor final : public Executor {
     return {};
   }
   Expected<double> timer_stop() override {
+    if (!sticky_.empty()) return CPB_ERROR("CUDA ordering error: {}", sticky_);
     CPB_CUDA(cudaEventRecord(join_, stream(Stream::comm)));
     CPB_CUDA(cudaStreamWaitEvent(stream(Stream::compute), join_, 0));
     CPB_CUDA(cudaEventRecord(t1_, stream(Stream::compute)));
@@ -205,17 +206,25 @@ class CudaExecutor final : public Executor {
                            static_cast<size_t>(send.count), nccl_type(send.buf), comm_, stream(s)));
     return {};
   }
+  // record/wait cannot return a Status (strategies call them between ops), so a failure is
+  // kept and reported by the next timer_stop: a lost ordering edge must not pass silently.
   void do_record(Stream s, Event e) override {
     while (static_cast<int>(events_.size()) <= e.id) {
       cudaEvent_t ev{};
-      cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+      note(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
       events_.push_back(ev);
     }
-    cudaEventRecord(events_[e.id], stream(s));
+    note(cudaEventRecord(events_[e.id], stream(s)), "cudaEventRecord");
   }
   void do_wait(Stream s, Event e) override {
     if (e.id >= 0 && e.id < static_cast<int>(events_.size()))
-      cudaStreamWaitEvent(stream(s), events_[e.id], 0);
+      note(cudaStreamWaitEvent(stream(s), events_[e.id], 0), "cudaStreamWaitEvent");
+    else
+      note(cudaErrorInvalidResourceHandle, "wait on an event that was never recorded");
+  }
+  void note(cudaError_t err, const char* what) {
+    if (err != cudaSuccess && sticky_.empty())
+      sticky_ = fmt::format("{} failed: {}", what, cudaGetErrorString(err));
   }
   void do_mark(Stream s, int slot) override {
     while (static_cast<int>(marks_.size()) <= slot) {
@@ -276,6 +285,7 @@ class CudaExecutor final : public Executor {
   std::vector<cudaEvent_t> events_;
   std::vector<cudaEvent_t> marks_;
   nvtxDomainHandle_t domain_ = nullptr;
+  std::string sticky_;  // first failed record/wait of the iteration
   void* flush_ = nullptr;
   size_t flush_bytes_ = 0;
   int flush_value_ = 0;
