@@ -9,6 +9,7 @@
 // and no exception leaves this file.
 #include "harness/config/config.hpp"
 #include "harness/core/suggest.hpp"
+#include "harness/core/text_file.hpp"
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -1280,25 +1281,7 @@ Expected<Experiment> parse_experiment(const std::string& text, const std::string
 }
 
 Expected<Experiment> load_experiment(const std::string& path, const ParseOptions& opts) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  auto status = fs::status(path, ec);
-  if (ec || !fs::exists(status))
-    return CPB_ERROR("{}: cannot read the experiment file: {}", path,
-                     ec ? ec.message() : "no such file");
-  if (fs::is_directory(status))
-    return CPB_ERROR("{}: is a folder, not an experiment file: give the path of a .yaml file",
-                     path);
-  auto size = fs::file_size(path, ec);
-  if (!ec && size > kMaxFileBytes)
-    return CPB_ERROR(
-        "{}: the file is {} bytes, more than the {} an experiment may have: is it "
-        "the right file?",
-        path, size, kMaxFileBytes);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return CPB_ERROR("{}: cannot open the experiment file for reading", path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return CPB_ERROR("{}: error while reading the experiment file", path);
+  CPB_ASSIGN_OR_RETURN(std::string text, read_text_file(path, "experiment file", kMaxFileBytes));
   return parse_experiment(text, path, opts);
 }
 

@@ -6,6 +6,7 @@
 // No exception leaves this file.
 #include "harness/core/hardware_profile.hpp"
 #include "harness/core/suggest.hpp"
+#include "harness/core/text_file.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -222,37 +223,10 @@ Expected<HardwareProfile> parse_hardware_profile(const std::string& text, const 
 }
 
 Expected<HardwareProfile> load_hardware_profile(const std::string& path) {
-  namespace fs = std::filesystem;
   if (path.empty())
     return CPB_ERROR("hardware_profile is empty: give the path of a profile .yaml file");
-  std::error_code ec;
-  auto st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) {
-    const std::string why =
-        st.type() == fs::file_type::not_found || !ec ? "no such file" : ec.message();
-    std::string where;
-    if (fs::path(path).is_relative()) {
-      std::error_code cwd_ec;
-      const auto cwd = fs::current_path(cwd_ec);
-      where = fmt::format(" (a relative path is taken from the working directory{})",
-                          cwd_ec ? "" : ", " + cwd.string());
-    }
-    return CPB_ERROR("{}: cannot read the hardware profile: {}{}: check the path", path, why,
-                     where);
-  }
-  if (fs::is_directory(st))
-    return CPB_ERROR("{}: is a folder, not a hardware profile: give the path of a .yaml file",
-                     path);
-  auto size = fs::file_size(path, ec);
-  if (!ec && size > kMaxProfileBytes)
-    return CPB_ERROR(
-        "{}: the file is {} bytes, more than the {} a hardware profile may have: is "
-        "it the right file?",
-        path, size, kMaxProfileBytes);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return CPB_ERROR("{}: cannot open the hardware profile for reading", path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return CPB_ERROR("{}: error while reading the hardware profile", path);
+  CPB_ASSIGN_OR_RETURN(std::string text,
+                       read_text_file(path, "hardware profile", kMaxProfileBytes));
   return parse_hardware_profile(text, path);
 }
 
