@@ -313,17 +313,20 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
     CPB_ASSIGN_OR_RETURN(auto strat, info->prepare(ex, ctx, io));
 
     RankReport& rep = res.ranks[rank];
+    auto one = [&]() -> Expected<double> {
+      CPB_TRY(ex.barrier());
+      ex.begin_iteration();
+      CPB_TRY(ex.timer_start());
+      CPB_TRY(strat->run(ex, io));
+      return ex.timer_stop();
+    };
     for (int it = 0; it < total_iters; ++it) {
       const bool first = it == 0;
       if (first) {
         ex.reset_accounting();
         ex.set_logging(true);
       }
-      CPB_TRY(ex.barrier());
-      ex.begin_iteration();
-      CPB_TRY(ex.timer_start());
-      CPB_TRY(strat->run(ex, io));
-      CPB_ASSIGN_OR_RETURN(double seconds, ex.timer_stop());
+      CPB_ASSIGN_OR_RETURN(double seconds, one());
       if (first) {
         rep.accounting = ex.accounting();
         ex.set_logging(false);
@@ -340,13 +343,6 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
     gather_rows(w, pl, rank, w.heads * w.head_dim, o, res.o);
     gather_rows(w, pl, rank, w.heads, l, res.lse);
 
-    auto one = [&]() -> Expected<double> {
-      CPB_TRY(ex.barrier());
-      ex.begin_iteration();
-      CPB_TRY(ex.timer_start());
-      CPB_TRY(strat->run(ex, io));
-      return ex.timer_stop();
-    };
     if (spec.trace) {
       ex.set_tracing(true);
       auto t = one();
