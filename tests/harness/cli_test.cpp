@@ -379,6 +379,15 @@ TEST_F(Cli, AttendRunsEveryStrategy) {
   CmdResult bad = cpbench("attend --q " + q + " --k " + k + " --v " + v +
                           " --strategy usp --ulysses 3 --cp 4 --out " + o);
   EXPECT_EQ(bad.code, 2) << bad.out;
+  // Bad values of auto's options: an algorithm other than 1 or 5, a missing profile.
+  for (const std::string& args :
+       {std::string(" --strategy auto --auto-algorithm 3"),
+        std::string(" --strategy auto --hardware-profile ") + (dir_ / "none.yaml").string(),
+        std::string(" --strategy usp --ulysses -1")}) {
+    CmdResult r = cpbench("attend --q " + q + " --k " + k + " --v " + v + " --cp 4 --out " + o +
+                          args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
+  }
 }
 
 TEST_F(Cli, AttendRejectsBadNpy) {
