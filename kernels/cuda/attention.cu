@@ -10,9 +10,13 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/cuda/kernels.hpp"
+#ifdef CPBENCH_HAVE_SM90A
+#include "kernels/cuda/flash_sm90.hpp"
+#endif
 
 namespace cpb::cuda {
 namespace {
@@ -205,13 +209,63 @@ __global__ void reference_kernel(const T* q, const T* k, const T* v, float* o, f
 
 unsigned blocks_for(int64_t n, int per) { return static_cast<unsigned>((n + per - 1) / per); }
 
+// Whether the current device has compute capability 9.0 (the sm_90a image runs on nothing else).
+bool current_device_is_sm90() {
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+    return false;
+  return major == 9 && minor == 0;
+}
+
 }  // namespace
+
+const char* attention_kernel_name(AttentionKernel k) {
+  switch (k) {
+    case AttentionKernel::automatic: return "auto";
+    case AttentionKernel::portable: return "portable";
+    case AttentionKernel::hopper: return "hopper";
+  }
+  return "?";
+}
+
+bool hopper_attention_supported(const DevView& q, const DevView& k, const DevView& v,
+                                const char** why) {
+#ifdef CPBENCH_HAVE_SM90A
+  if (!current_device_is_sm90()) {
+    if (why != nullptr) *why = "the device is not compute capability 9.0";
+    return false;
+  }
+  return sm90::supports(q, k, v, why);
+#else
+  (void)q, (void)k, (void)v;
+  if (why != nullptr) *why = "this build has no sm_90a kernels (CPBENCH_HAVE_SM90A unset)";
+  return false;
+#endif
+}
+
+AttentionKernel resolve_attention_kernel(const DevView& q, const DevView& k, const DevView& v) {
+  const char* env = std::getenv("CPBENCH_ATTENTION_KERNEL");
+  if (env != nullptr && std::strcmp(env, "portable") == 0) return AttentionKernel::portable;
+  return hopper_attention_supported(q, k, v) ? AttentionKernel::hopper : AttentionKernel::portable;
+}
 
 int attention_forward(ActType t, const DevView& q, const DevView& k, const DevView& v,
                       const DevView& o, const DevView& lse, int mask_kind, int64_t diag,
-                      float scale, bool accumulate, void* stream) {
+                      float scale, bool accumulate, void* stream, AttentionKernel which) {
   const int64_t rows = q.batch * q.tokens * q.heads;
   if (rows == 0) return 0;
+  if (which == AttentionKernel::automatic) which = resolve_attention_kernel(q, k, v);
+  if (which == AttentionKernel::hopper) {
+#ifdef CPBENCH_HAVE_SM90A
+    if (!hopper_attention_supported(q, k, v)) return static_cast<int>(cudaErrorNotSupported);
+    return sm90::attention_forward(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate,
+                                   stream);
+#else
+    return static_cast<int>(cudaErrorNotSupported);
+#endif
+  }
   if (q.dim > kMaxPerLane * 32) return static_cast<int>(cudaErrorInvalidValue);
   auto s = static_cast<cudaStream_t>(stream);
   const unsigned grid = blocks_for(rows, kWarpsPerBlock);

@@ -3,10 +3,14 @@
 // like harness/core/executor.hpp's View. `stream` is a cudaStream_t. Every function returns the
 // cudaError_t of its launch as an int (0 = success).
 //
-// This is the portable (sm_80+) path: correct for every shape the strategies produce (any
-// head_dim up to 256, GQA by head index, full or causal-with-offset masks, fully masked rows
-// giving O = 0 and LSE = -inf), written for clarity; the Hopper kernel of Step D replaces it on
-// sm_90 where it is faster.
+// attention_forward has two kernels behind it. The portable one (sm_80+, attention.cu) is correct
+// for every shape the strategies produce (any head_dim up to 256, GQA by head index, full or
+// causal-with-offset masks, fully masked rows giving O = 0 and LSE = -inf) and is fp32
+// throughout. The Hopper one (flash_sm90.cu: wgmma, TMA, warp-specialised; built for sm_90a)
+// computes the same function with bf16/fp16 operands on the tensor cores (P rounded to the input
+// type before P·V, as FlashAttention does) for head_dim 64 and 128 on a compute capability 9.0
+// device; `automatic` takes it wherever it applies, unless the environment variable
+// CPBENCH_ATTENTION_KERNEL is `portable` (for comparisons; it is read on every call).
 #pragma once
 
 #include <cstdint>
@@ -20,10 +24,27 @@ struct DevView {
   int64_t batch = 1, batch_stride = 0, tokens = 0, heads = 0, dim = 0, token_stride = 0;
 };
 
+enum class AttentionKernel { automatic = 0, portable = 1, hopper = 2 };
+
+const char* attention_kernel_name(AttentionKernel k);
+
+// Whether the Hopper kernel can run these views on the current device; when it cannot and
+// `why` is given, the reason. Needs: the sm_90a build, a compute capability 9.0 device,
+// head_dim 64 or 128, q/k/v base addresses 16-byte aligned and strides multiples of 16 bytes,
+// fp32 o and lse.
+bool hopper_attention_supported(const DevView& q, const DevView& k, const DevView& v,
+                                const char** why = nullptr);
+
+// The kernel `automatic` resolves to for these views (the environment override included).
+AttentionKernel resolve_attention_kernel(const DevView& q, const DevView& k, const DevView& v);
+
 // mask_kind: 0 none (nothing visible), 1 full, 2 causal (key j visible to row i iff j <= i+diag).
+// o and lse are fp32; with `accumulate` the result is merged into them (LSE-weighted), else it
+// overwrites them. Asking for `hopper` where it is not supported returns cudaErrorNotSupported.
 int attention_forward(ActType t, const DevView& q, const DevView& k, const DevView& v,
                       const DevView& o, const DevView& lse, int mask_kind, int64_t diag,
-                      float scale, bool accumulate, void* stream);
+                      float scale, bool accumulate, void* stream,
+                      AttentionKernel which = AttentionKernel::automatic);
 int merge_partials(const DevView& o, const DevView& lse, const DevView& part_o,
                    const DevView& part_lse, void* stream);
 int reset_partials(const DevView& o, const DevView& lse, void* stream);

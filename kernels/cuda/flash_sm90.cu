@@ -1,0 +1,592 @@
+// Hopper (sm_90a) flash-attention forward: TMA loads, wgmma on the tensor cores, one producer
+// warp and two consumer warpgroups per block (warp specialisation), fp32 online softmax.
+//
+// Block: 128 query rows of one (batch, head); 384 threads = 3 warpgroups.
+//   warpgroup 0, producer: one thread issues the bulk tensor copies (TMA) of the Q tile once and
+//     of each K and V tile into a ring of kStages shared-memory stages, each completing on an
+//     mbarrier ("full"); it waits for the consumers to release a stage ("empty") before reusing
+//     it. Its registers are given to the consumers (setmaxnreg).
+//   warpgroups 1 and 2, consumers: 64 query rows each. Per key tile of 128 keys:
+//     S = Q·Kᵀ (wgmma m64n128k16, both operands from shared memory, K-major), the mask, the
+//     online softmax in fp32 (exp2 with the scale folded in), P rounded to the input type and
+//     kept in registers as the A operand of O += P·V (wgmma with V from shared memory read
+//     N-major, i.e. transposed by the hardware), then the stage is released.
+// Shared memory: Q, K and V tiles are 64-column (128-byte) slabs written by TMA with the 128-byte
+// swizzle, which is the canonical layout wgmma reads (8-row groups 1024 bytes apart).
+// Causal masks with any offset: key j is visible to row i iff j <= i + diag; blocks are visited
+// longest first; a warpgroup whose rows see no key in a tile skips its arithmetic (but still
+// takes part in the stage protocol). Rows that see no key give O = 0 and LSE = -inf.
+// Output: O and LSE in fp32, written or merged (accumulate) as the portable kernel does.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/cuda/flash_sm90.hpp"
+#include "kernels/cuda/wgmma.cuh"
+
+namespace cpb::cuda::sm90 {
+namespace {
+
+constexpr int kBlockM = 128;  // query rows per block (two consumer warpgroups of 64)
+constexpr int kBlockN = 128;  // keys per tile
+constexpr int kStages = 2;    // K/V ring depth
+constexpr int kThreads = 384;
+constexpr int kSlabRow = 128;  // bytes of one swizzled row: 64 elements of 2 bytes
+constexpr int kSwizzleAtom = 8 * kSlabRow;  // 8 rows: wgmma's stride between core groups
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr float kLog2e = 1.4426950408889634f;
+
+struct Params {
+  float* o;
+  int64_t o_bs, o_ts, o_hs;  // element strides of O: batch, token, head
+  float* lse;
+  int64_t l_bs, l_ts, l_hs;
+  int sq, sk, group, m_blocks;  // group = heads / kv_heads
+  int64_t diag;
+  int mask_kind;  // 0 none, 1 full, 2 causal
+  float scale_log2;
+  int accumulate;
+};
+
+// ---- PTX helpers ---------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+
+// Waits until the phase with the given parity has completed.
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+// One box of a 4-D tensor map (dim, head, token, batch) into shared memory, completing on `bar`.
+__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, uint32_t bar,
+                                         int c0, int c1, int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4, %5}], [%6];" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+      : "memory");
+}
+
+// wgmma shared-memory matrix descriptor, 128-byte swizzle.
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  uint64_t d = 0;
+  d |= static_cast<uint64_t>((addr & 0x3FFFF) >> 4);
+  d |= static_cast<uint64_t>((lbo >> 4) & 0x3FFF) << 16;
+  d |= static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32;
+  d |= static_cast<uint64_t>(1) << 62;
+  return d;
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+// Keeps the compiler from moving reads of wgmma results above the wait (and writes below the
+// issue): every register of the fragment is "changed" here.
+template <int R>
+__device__ __forceinline__ void fence_regs(float (&r)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+template <class T>
+__device__ __forceinline__ uint32_t pack2(float a, float b);
+template <>
+__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float a, float b) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <>
+__device__ __forceinline__ uint32_t pack2<__half>(float a, float b) {
+  __half2 v = __floats2half2_rn(a, b);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Keys [0, end) are visible to at least one of the rows [.., rows_end).
+__device__ __forceinline__ int keys_seen(const Params& p, int rows_end) {
+  if (p.mask_kind == 0) return 0;
+  if (p.mask_kind == 1) return p.sk;
+  const int64_t e = static_cast<int64_t>(rows_end) + p.diag;
+  return static_cast<int>(e < 0 ? 0 : (e > p.sk ? p.sk : e));
+}
+
+// ---- consumer building blocks ------------------------------------------------------------------
+
+// Issues S = Q Kᵀ for one warpgroup (64 x 128), D/16 k-steps of 16 (32 bytes inside a swizzled row).
+template <class T, int D>
+__device__ __forceinline__ void issue_qk(float (&sc)[kBlockN / 2], uint32_t q_rows,
+                                         uint32_t k_stage) {
+  constexpr uint32_t kQSlab = kBlockM * kSlabRow, kKVSlab = kBlockN * kSlabRow;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const int slab = kk / 4, within = kk % 4;
+    const uint64_t da = smem_desc(q_rows + slab * kQSlab + within * 32, 16, kSwizzleAtom);
+    const uint64_t db = smem_desc(k_stage + slab * kKVSlab + within * 32, 16, kSwizzleAtom);
+    wgmma_ss<kBlockN, T>(sc, da, db, kk > 0 ? 1 : 0);
+  }
+}
+
+// Issues O += P V: 16 keys (two 8-row swizzle atoms) per step; V is read N-major, its D/64 slabs
+// kBlockN rows apart.
+template <class T, int D>
+__device__ __forceinline__ void issue_pv(float (&o)[D / 2], const uint32_t (&pa)[kBlockN / 16][4],
+                                         uint32_t v_stage) {
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+    const uint64_t db =
+        smem_desc(v_stage + kk * 2 * kSwizzleAtom, kBlockN * kSlabRow, kSwizzleAtom);
+    wgmma_rs<D, T>(o, pa[kk], db, 1);
+  }
+}
+
+// Sets the scores of invisible keys to -inf: keys past the end, and with a causal mask keys
+// j > i + diag. `row_first` is the warpgroup's first query row (masking is skipped when no row of
+// the warpgroup needs it); this thread's rows are row0 and row0 + 8.
+__device__ __forceinline__ void mask_tile(float (&sc)[kBlockN / 2], const Params& p, int n0,
+                                          int row_first, int row0, int quad) {
+  const bool need = n0 + kBlockN > p.sk ||
+                    (p.mask_kind == 2 && static_cast<int64_t>(n0 + kBlockN - 1) > row_first + p.diag);
+  if (!need) return;
+#pragma unroll
+  for (int i = 0; i < kBlockN / 8; ++i)
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int col = n0 + 8 * i + 2 * quad + e;
+        const int64_t row = row0 + 8 * r;
+        if (col >= p.sk || (p.mask_kind == 2 && col > row + p.diag)) sc[4 * i + 2 * r + e] = -INFINITY;
+      }
+}
+
+// Online softmax step for this thread's two rows (a row's 128 scores sit in the 4 threads of a
+// quad): turns the scores into probabilities in place, updates the running max and sum, and
+// returns in corr the factor the output so far must be scaled by.
+__device__ __forceinline__ void softmax_tile(float (&sc)[kBlockN / 2], float (&m_run)[2],
+                                             float (&l_run)[2], float (&corr)[2], float scale_log2) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < kBlockN / 8; ++i)
+      mx = fmaxf(mx, fmaxf(sc[4 * i + 2 * r], sc[4 * i + 2 * r + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m_run[r], mx * scale_log2);
+    const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet
+    corr[r] = ex2(m_run[r] - m_use);
+    m_run[r] = m_new;
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kBlockN / 8; ++i)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float pv = ex2(fmaf(sc[4 * i + 2 * r + e], scale_log2, -m_use));
+        sc[4 * i + 2 * r + e] = pv;
+        sum += pv;
+      }
+    l_run[r] = l_run[r] * corr[r] + sum;
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void rescale(float (&o)[D / 2], const float (&corr)[2]) {
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      o[4 * i + 2 * r] *= corr[r];
+      o[4 * i + 2 * r + 1] *= corr[r];
+    }
+}
+
+// P as the A operand of P·V: the accumulator layout of S is the register-A layout of wgmma.
+template <class T>
+__device__ __forceinline__ void pack_p(const float (&sc)[kBlockN / 2],
+                                       uint32_t (&pa)[kBlockN / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) pa[kk][j] = pack2<T>(sc[8 * kk + 2 * j], sc[8 * kk + 2 * j + 1]);
+}
+
+// ---- the kernel ------------------------------------------------------------------------------
+
+// kOverlap = false: per tile, S = QKᵀ, softmax, O += PV, one after the other in each warpgroup
+// (the two consumer warpgroups interleave on the multiprocessor by themselves).
+// kOverlap = true: the next tile's QKᵀ and this tile's PV are in flight while the softmax runs
+// (FlashAttention-3's intra-warpgroup pipelining), at the cost of a second score fragment.
+template <class T, int D, bool kOverlap>
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                     const __grid_constant__ CUtensorMap tv, const Params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kSlabs = D / 64;
+  constexpr uint32_t kQSlab = kBlockM * kSlabRow, kKVSlab = kBlockN * kSlabRow;
+  constexpr uint32_t kQBytes = kSlabs * kQSlab, kKVBytes = kSlabs * kKVSlab;
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  const uint32_t s_q = base;
+  const uint32_t s_k = s_q + kQBytes;
+  const uint32_t s_v = s_k + kStages * kKVBytes;
+  const uint32_t bars = s_v + kStages * kKVBytes;
+  const uint32_t full_q = bars;
+  auto full_k = [&](int s) { return bars + 8u * (1 + s); };
+  auto full_v = [&](int s) { return bars + 8u * (1 + kStages + s); };
+  auto empty = [&](int s) { return bars + 8u * (1 + 2 * kStages + s); };
+
+  const int m_block = p.mask_kind == 2 ? p.m_blocks - 1 - static_cast<int>(blockIdx.x)
+                                       : static_cast<int>(blockIdx.x);
+  const int h = blockIdx.y, b = blockIdx.z, hk = h / p.group;
+  const int m0 = m_block * kBlockM;
+  const int n_tiles = (keys_seen(p, min(m0 + kBlockM, p.sq)) + kBlockN - 1) / kBlockN;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wg = warp / 4;
+
+  if (threadIdx.x == 0) {
+    mbar_init(full_q, 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(full_k(s), 1);
+      mbar_init(full_v(s), 1);
+      mbar_init(empty(s), 8);  // one arrival per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == 0) {  // ---- producer
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+    if (warp == 0 && lane == 0 && n_tiles > 0) {
+      mbar_expect_tx(full_q, kQBytes);
+      for (int c = 0; c < kSlabs; ++c) tma_load(s_q + c * kQSlab, &tq, full_q, 64 * c, h, m0, b);
+      for (int t = 0; t < n_tiles; ++t) {
+        const int s = t % kStages;
+        const uint32_t phase = (t / kStages) & 1;
+        mbar_wait(empty(s), phase ^ 1);
+        mbar_expect_tx(full_k(s), kKVBytes);
+        for (int c = 0; c < kSlabs; ++c)
+          tma_load(s_k + s * kKVBytes + c * kKVSlab, &tk, full_k(s), 64 * c, hk, t * kBlockN, b);
+        mbar_expect_tx(full_v(s), kKVBytes);
+        for (int c = 0; c < kSlabs; ++c)
+          tma_load(s_v + s * kKVBytes + c * kKVSlab, &tv, full_v(s), 64 * c, hk, t * kBlockN, b);
+      }
+    }
+    return;
+  }
+
+  // ---- consumers
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n" ::: "memory");
+  const int g = wg - 1;  // which 64-row half of the block
+  const int row_first = m0 + 64 * g;
+  const int row0 = row_first + 16 * (warp % 4) + lane / 4;  // this thread's rows: row0, row0 + 8
+  const int quad = lane % 4;
+  const int n_tiles_g = (keys_seen(p, min(row_first + 64, p.sq)) + kBlockN - 1) / kBlockN;
+  const uint32_t q_rows = s_q + g * 64 * kSlabRow;
+  auto release = [&](int s) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(empty(s));
+  };
+
+  float o_acc[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o_acc[i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f}, corr[2];
+  float sc[kBlockN / 2];
+#pragma unroll
+  for (int i = 0; i < kBlockN / 2; ++i) sc[i] = 0.0f;
+  uint32_t pa[kBlockN / 16][4];
+  if (n_tiles > 0) mbar_wait(full_q, 0);
+
+  if constexpr (!kOverlap) {
+    for (int t = 0; t < n_tiles_g; ++t) {
+      const int s = t % kStages;
+      const uint32_t phase = (t / kStages) & 1;
+      mbar_wait(full_k(s), phase);
+      wgmma_fence();
+      issue_qk<T, D>(sc, q_rows, s_k + s * kKVBytes);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(sc);
+      mask_tile(sc, p, t * kBlockN, row_first, row0, quad);
+      softmax_tile(sc, m_run, l_run, corr, p.scale_log2);
+      rescale<D>(o_acc, corr);
+      pack_p<T>(sc, pa);
+      mbar_wait(full_v(s), phase);
+      wgmma_fence();
+      issue_pv<T, D>(o_acc, pa, s_v + s * kKVBytes);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(o_acc);
+      release(s);
+    }
+  } else if (n_tiles_g > 0) {
+    mbar_wait(full_k(0), 0);
+    wgmma_fence();
+    issue_qk<T, D>(sc, q_rows, s_k);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(sc);
+    mask_tile(sc, p, 0, row_first, row0, quad);
+    softmax_tile(sc, m_run, l_run, corr, p.scale_log2);
+    pack_p<T>(sc, pa);
+    for (int t = 1; t < n_tiles_g; ++t) {
+      const int s = t % kStages, sp = (t - 1) % kStages;
+      mbar_wait(full_k(s), (t / kStages) & 1);
+      wgmma_fence();
+      issue_qk<T, D>(sc, q_rows, s_k + s * kKVBytes);  // S_t
+      wgmma_commit();
+      mbar_wait(full_v(sp), ((t - 1) / kStages) & 1);
+      issue_pv<T, D>(o_acc, pa, s_v + sp * kKVBytes);  // O += P_{t-1} V_{t-1}
+      wgmma_commit();
+      wgmma_wait<1>();
+      fence_regs(sc);
+      mask_tile(sc, p, t * kBlockN, row_first, row0, quad);
+      softmax_tile(sc, m_run, l_run, corr, p.scale_log2);
+      wgmma_wait<0>();
+      fence_regs(o_acc);
+      release(sp);
+      rescale<D>(o_acc, corr);
+      pack_p<T>(sc, pa);
+    }
+    const int sl = (n_tiles_g - 1) % kStages;
+    mbar_wait(full_v(sl), ((n_tiles_g - 1) / kStages) & 1);
+    wgmma_fence();
+    issue_pv<T, D>(o_acc, pa, s_v + sl * kKVBytes);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(o_acc);
+    release(sl);
+  }
+  // Tiles only the other warpgroup's rows see: keep the stage protocol.
+  for (int t = n_tiles_g; t < n_tiles; ++t) {
+    const int s = t % kStages;
+    const uint32_t phase = (t / kStages) & 1;
+    mbar_wait(full_k(s), phase);
+    mbar_wait(full_v(s), phase);
+    release(s);
+  }
+
+  // ---- epilogue: normalise, then write or merge into the fp32 partial.
+  float lse_new[2], inv[2], lse_old[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = l_run[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const bool any = l > 0.0f;
+    inv[r] = any ? 1.0f / l : 0.0f;
+    lse_new[r] = any ? (m_run[r] + log2f(l)) * kLn2 : -INFINITY;
+    const int row = row0 + 8 * r;
+    if (p.accumulate && row < p.sq) lse_old[r] = p.lse[b * p.l_bs + row * p.l_ts + h * p.l_hs];
+  }
+  __syncwarp();
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row0 + 8 * r;
+    if (row >= p.sq) continue;
+    float* orow = p.o + b * p.o_bs + row * p.o_ts + h * p.o_hs;
+    float* lrow = p.lse + b * p.l_bs + row * p.l_ts + h * p.l_hs;
+    if (!p.accumulate) {
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        orow[8 * i + 2 * quad] = o_acc[4 * i + 2 * r] * inv[r];
+        orow[8 * i + 2 * quad + 1] = o_acc[4 * i + 2 * r + 1] * inv[r];
+      }
+      if (quad == 0) *lrow = lse_new[r];
+      continue;
+    }
+    const float mm = fmaxf(lse_old[r], lse_new[r]);
+    if (mm == -INFINITY) {
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        orow[8 * i + 2 * quad] = 0.0f;
+        orow[8 * i + 2 * quad + 1] = 0.0f;
+      }
+      if (quad == 0) *lrow = -INFINITY;
+      continue;
+    }
+    const float w0 = ex2((lse_old[r] - mm) * kLog2e), w1 = ex2((lse_new[r] - mm) * kLog2e);
+    const float wsum = w0 + w1, a = w1 * inv[r] / wsum, c = w0 / wsum;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      float* x = orow + 8 * i + 2 * quad;
+      x[0] = c * x[0] + a * o_acc[4 * i + 2 * r];
+      x[1] = c * x[1] + a * o_acc[4 * i + 2 * r + 1];
+    }
+    if (quad == 0) *lrow = mm + logf(wsum);
+  }
+#endif
+}
+
+// ---- host side ---------------------------------------------------------------------------------
+
+int64_t token_stride(const DevView& v) { return v.token_stride ? v.token_stride : v.heads * v.dim; }
+
+PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
+                                         &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      f = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// A 4-D map (dim, head, token, batch) of a token-major view, boxes of 64 x 1 x rows x 1.
+bool make_map(CUtensorMap* map, ActType t, const DevView& v, int rows) {
+  auto fn = encode_fn();
+  if (fn == nullptr) return false;
+  const int64_t ts = token_stride(v);
+  const int64_t bs = v.batch > 1 ? v.batch_stride : ts * v.tokens;
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(v.dim), static_cast<cuuint64_t>(v.heads),
+                              static_cast<cuuint64_t>(v.tokens), static_cast<cuuint64_t>(v.batch)};
+  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(v.dim * 2),
+                                 static_cast<cuuint64_t>(ts * 2), static_cast<cuuint64_t>(bs * 2)};
+  const cuuint32_t box[4] = {64, 1, static_cast<cuuint32_t>(rows), 1};
+  const cuuint32_t elem[4] = {1, 1, 1, 1};
+  return fn(map,
+            t == ActType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+            4, v.data, dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <class T, int D, bool kOverlap>
+int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, const DevView& o,
+           const DevView& lse, int mask_kind, int64_t diag, float scale, bool accumulate,
+           cudaStream_t stream) {
+  CUtensorMap tq, tk, tv;
+  if (!make_map(&tq, t, q, kBlockM) || !make_map(&tk, t, k, kBlockN) ||
+      !make_map(&tv, t, v, kBlockN))
+    return static_cast<int>(cudaErrorInvalidValue);
+  Params p{};
+  p.o = static_cast<float*>(o.data);
+  p.o_bs = o.batch_stride;
+  p.o_ts = token_stride(o);
+  p.o_hs = o.dim;
+  p.lse = static_cast<float*>(lse.data);
+  p.l_bs = lse.batch_stride;
+  p.l_ts = token_stride(lse);
+  p.l_hs = lse.dim;
+  p.sq = static_cast<int>(q.tokens);
+  p.sk = static_cast<int>(k.tokens);
+  p.group = static_cast<int>(q.heads / k.heads);
+  p.m_blocks = static_cast<int>((q.tokens + kBlockM - 1) / kBlockM);
+  p.diag = diag;
+  p.mask_kind = mask_kind;
+  p.scale_log2 = scale * kLog2e;
+  p.accumulate = accumulate ? 1 : 0;
+  constexpr int kSmem = 1024 + (D / 64) * (kBlockM + 2 * kStages * kBlockN) * kSlabRow +
+                        8 * (1 + 3 * kStages);
+  auto kernel = flash_fwd_kernel<T, D, kOverlap>;
+  if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           kSmem);
+      e != cudaSuccess)
+    return static_cast<int>(e);
+  const dim3 grid(static_cast<unsigned>(p.m_blocks), static_cast<unsigned>(q.heads),
+                  static_cast<unsigned>(q.batch));
+  kernel<<<grid, kThreads, kSmem, stream>>>(tq, tk, tv, p);
+  return static_cast<int>(cudaGetLastError());
+}
+
+bool aligned16(const DevView& v) {
+  const auto addr = reinterpret_cast<uintptr_t>(v.data);
+  if (addr % 16 != 0 || (token_stride(v) * 2) % 16 != 0) return false;
+  return v.batch <= 1 || (v.batch_stride > 0 && (v.batch_stride * 2) % 16 == 0);
+}
+
+}  // namespace
+
+bool supports(const DevView& q, const DevView& k, const DevView& v, const char** why) {
+  auto no = [&](const char* reason) {
+    if (why != nullptr) *why = reason;
+    return false;
+  };
+  if (q.dim != k.dim || q.dim != v.dim || (q.dim != 64 && q.dim != 128))
+    return no("head_dim is not 64 or 128");
+  if (k.heads != v.heads || k.heads == 0 || q.heads % k.heads != 0)
+    return no("heads are not a multiple of kv heads");
+  if (k.tokens != v.tokens || q.batch != k.batch || q.batch != v.batch)
+    return no("k and v shapes differ");
+  if (q.tokens < 1 || k.tokens < 1) return no("empty q or k");
+  if (q.tokens > (int64_t{1} << 30) || k.tokens > (int64_t{1} << 30))
+    return no("more than 2^30 tokens");
+  if (q.heads > 65535 || q.batch > 65535) return no("more than 65535 heads or sequences");
+  if (!aligned16(q) || !aligned16(k) || !aligned16(v))
+    return no("a base address or stride is not a multiple of 16 bytes");
+  return true;
+}
+
+int attention_forward(ActType t, const DevView& q, const DevView& k, const DevView& v,
+                      const DevView& o, const DevView& lse, int mask_kind, int64_t diag,
+                      float scale, bool accumulate, void* stream) {
+  if (!supports(q, k, v, nullptr)) return static_cast<int>(cudaErrorNotSupported);
+  auto s = static_cast<cudaStream_t>(stream);
+  // CPBENCH_SM90_VARIANT=serial selects the unpipelined consumer loop (for measurements).
+  const char* variant = std::getenv("CPBENCH_SM90_VARIANT");
+  const bool overlap = variant == nullptr || std::strcmp(variant, "serial") != 0;
+  auto run = [&](auto tag_t, auto tag_d, auto tag_o) {
+    using T = decltype(tag_t);
+    return launch<T, decltype(tag_d)::value, decltype(tag_o)::value>(
+        t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
+  };
+  using D64 = std::integral_constant<int, 64>;
+  using D128 = std::integral_constant<int, 128>;
+  using On = std::true_type;
+  using Off = std::false_type;
+  if (t == ActType::bf16) {
+    if (q.dim == 128) return overlap ? run(__nv_bfloat16{}, D128{}, On{}) : run(__nv_bfloat16{}, D128{}, Off{});
+    return overlap ? run(__nv_bfloat16{}, D64{}, On{}) : run(__nv_bfloat16{}, D64{}, Off{});
+  }
+  if (q.dim == 128) return overlap ? run(__half{}, D128{}, On{}) : run(__half{}, D128{}, Off{});
+  return overlap ? run(__half{}, D64{}, On{}) : run(__half{}, D64{}, Off{});
+}
+
+}  // namespace cpb::cuda::sm90
