@@ -41,6 +41,7 @@ constexpr int kStages = 2;    // K/V ring depth
 constexpr int kThreads = 384;
 constexpr int kSlabRow = 128;  // bytes of one swizzled row: 64 elements of 2 bytes
 constexpr int kSwizzleAtom = 8 * kSlabRow;  // 8 rows: wgmma's stride between core groups
+constexpr int kSerial = 0, kOverlap = 1, kPingpong = 2;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -256,11 +257,15 @@ __device__ __forceinline__ void pack_p(const float (&sc)[kBlockN / 2],
 
 // ---- the kernel ------------------------------------------------------------------------------
 
-// kOverlap = false: per tile, S = QKᵀ, softmax, O += PV, one after the other in each warpgroup
-// (the two consumer warpgroups interleave on the multiprocessor by themselves).
-// kOverlap = true: the next tile's QKᵀ and this tile's PV are in flight while the softmax runs
-// (FlashAttention-3's intra-warpgroup pipelining), at the cost of a second score fragment.
-template <class T, int D, bool kOverlap>
+// Consumer loop variants (kVariant):
+//   kSerial: per tile, S = QKᵀ, softmax, O += PV, one after the other in each warpgroup (the two
+//     consumer warpgroups interleave on the multiprocessor by themselves).
+//   kOverlap: the next tile's QKᵀ and this tile's PV are in flight while the softmax runs
+//     (FlashAttention-3's intra-warpgroup pipelining).
+//   kPingpong: kOverlap, and the two warpgroups take turns to issue their matrix products
+//     (named barriers), so that one's softmax runs while the other's products use the tensor
+//     cores.
+template <class T, int D, int kVariant>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                      const __grid_constant__ CUtensorMap tv, const Params p) {
@@ -341,7 +346,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t pa[kBlockN / 16][4];
   if (n_tiles > 0) mbar_wait(full_q, 0);
 
-  if constexpr (!kOverlap) {
+  // Pingpong turns: warpgroup g waits on named barrier 1 + g before issuing its products and
+  // then lets the other go; warpgroup 1 hands the first turn to warpgroup 0.
+  auto my_turn = [&] {
+    if constexpr (kVariant == kPingpong) asm volatile("bar.sync %0, 256;" ::"r"(1 + g) : "memory");
+  };
+  auto your_turn = [&] {
+    if constexpr (kVariant == kPingpong)
+      asm volatile("bar.arrive %0, 256;" ::"r"(2 - g) : "memory");
+  };
+  if (g == 1 && n_tiles > 0) your_turn();
+
+  if constexpr (kVariant == kSerial) {
     for (int t = 0; t < n_tiles_g; ++t) {
       const int s = t % kStages;
       const uint32_t phase = (t / kStages) & 1;
@@ -365,9 +381,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   } else if (n_tiles_g > 0) {
     mbar_wait(full_k(0), 0);
+    my_turn();
     wgmma_fence();
     issue_qk<T, D>(sc, q_rows, s_k);
     wgmma_commit();
+    your_turn();
     wgmma_wait<0>();
     fence_regs(sc);
     mask_tile(sc, p, 0, row_first, row0, quad);
@@ -376,12 +394,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int t = 1; t < n_tiles_g; ++t) {
       const int s = t % kStages, sp = (t - 1) % kStages;
       mbar_wait(full_k(s), (t / kStages) & 1);
+      mbar_wait(full_v(sp), ((t - 1) / kStages) & 1);
+      my_turn();
       wgmma_fence();
       issue_qk<T, D>(sc, q_rows, s_k + s * kKVBytes);  // S_t
       wgmma_commit();
-      mbar_wait(full_v(sp), ((t - 1) / kStages) & 1);
       issue_pv<T, D>(o_acc, pa, s_v + sp * kKVBytes);  // O += P_{t-1} V_{t-1}
       wgmma_commit();
+      your_turn();
       wgmma_wait<1>();
       fence_regs(sc);
       mask_tile(sc, p, t * kBlockN, row_first, row0, quad);
@@ -401,13 +421,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     fence_regs(o_acc);
     release(sl);
   }
-  // Tiles only the other warpgroup's rows see: keep the stage protocol.
+  // Tiles only the other warpgroup's rows see: keep the stage protocol and the turns.
   for (int t = n_tiles_g; t < n_tiles; ++t) {
     const int s = t % kStages;
     const uint32_t phase = (t / kStages) & 1;
     mbar_wait(full_k(s), phase);
     mbar_wait(full_v(s), phase);
     release(s);
+    my_turn();
+    your_turn();
   }
 
   // ---- epilogue: normalise, then write or merge into the fp32 partial.
@@ -498,7 +520,7 @@ bool make_map(CUtensorMap* map, ActType t, const DevView& v, int rows) {
             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <class T, int D, bool kOverlap>
+template <class T, int D, int kVariant>
 int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, const DevView& o,
            const DevView& lse, int mask_kind, int64_t diag, float scale, bool accumulate,
            cudaStream_t stream) {
@@ -525,7 +547,7 @@ int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, cons
   p.accumulate = accumulate ? 1 : 0;
   constexpr int kSmem = 1024 + (D / 64) * (kBlockM + 2 * kStages * kBlockN) * kSlabRow +
                         8 * (1 + 3 * kStages);
-  auto kernel = flash_fwd_kernel<T, D, kOverlap>;
+  auto kernel = flash_fwd_kernel<T, D, kVariant>;
   if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            kSmem);
       e != cudaSuccess)
@@ -569,24 +591,29 @@ int attention_forward(ActType t, const DevView& q, const DevView& k, const DevVi
                       float scale, bool accumulate, void* stream) {
   if (!supports(q, k, v, nullptr)) return static_cast<int>(cudaErrorNotSupported);
   auto s = static_cast<cudaStream_t>(stream);
-  // CPBENCH_SM90_VARIANT=serial selects the unpipelined consumer loop (for measurements).
-  const char* variant = std::getenv("CPBENCH_SM90_VARIANT");
-  const bool overlap = variant == nullptr || std::strcmp(variant, "serial") != 0;
-  auto run = [&](auto tag_t, auto tag_d, auto tag_o) {
+  // CPBENCH_SM90_VARIANT (serial | overlap | pingpong) picks the consumer loop, for measurements.
+  const char* env = std::getenv("CPBENCH_SM90_VARIANT");
+  const int variant = env == nullptr                   ? kPingpong
+                      : std::strcmp(env, "serial") == 0  ? kSerial
+                      : std::strcmp(env, "overlap") == 0 ? kOverlap
+                                                         : kPingpong;
+  auto run = [&](auto tag_t, auto tag_d) {
     using T = decltype(tag_t);
-    return launch<T, decltype(tag_d)::value, decltype(tag_o)::value>(
-        t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
+    constexpr int kD = decltype(tag_d)::value;
+    switch (variant) {
+      case kSerial:
+        return launch<T, kD, kSerial>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
+      case kOverlap:
+        return launch<T, kD, kOverlap>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
+      default:
+        return launch<T, kD, kPingpong>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate,
+                                        s);
+    }
   };
   using D64 = std::integral_constant<int, 64>;
   using D128 = std::integral_constant<int, 128>;
-  using On = std::true_type;
-  using Off = std::false_type;
-  if (t == ActType::bf16) {
-    if (q.dim == 128) return overlap ? run(__nv_bfloat16{}, D128{}, On{}) : run(__nv_bfloat16{}, D128{}, Off{});
-    return overlap ? run(__nv_bfloat16{}, D64{}, On{}) : run(__nv_bfloat16{}, D64{}, Off{});
-  }
-  if (q.dim == 128) return overlap ? run(__half{}, D128{}, On{}) : run(__half{}, D128{}, Off{});
-  return overlap ? run(__half{}, D64{}, On{}) : run(__half{}, D64{}, Off{});
+  if (t == ActType::bf16) return q.dim == 128 ? run(__nv_bfloat16{}, D128{}) : run(__nv_bfloat16{}, D64{});
+  return q.dim == 128 ? run(__half{}, D128{}) : run(__half{}, D64{});
 }
 
 }  // namespace cpb::cuda::sm90
