@@ -5,8 +5,9 @@ the wrappers are generated rather than typed: `python3 scripts/gen_wgmma.py > ke
 
   wgmma_ss<N>(d, desc_a, desc_b, scale_d)   D(64xN, f32) (+)= A(64x16, smem) * B(16xN, smem),
                                             both K-major (no transpose)
-  wgmma_rs<N>(d, a, desc_b, scale_d)        the same with A from registers (4 x b32 per thread)
-                                            and B N-major (transposed), as P*V needs
+  wgmma_rs<N, T, TB>(d, a, desc_b, scale_d) the same with A from registers (4 x b32 per thread);
+                                            TB = 1: B N-major (transposed), as P*V needs;
+                                            TB = 0: B K-major, as Q*K^T with Q in registers needs
 for N in {64, 128} and element types bf16 and f16.
 """
 
@@ -37,15 +38,15 @@ __device__ __forceinline__ void wgmma_ss<{n}, {cpp_t}>(float (&d)[{regs}], uint6
 """
 
 
-def emit_rs(n, ptx_t, cpp_t):
+def emit_rs(n, ptx_t, cpp_t, tb):
     regs = n // 2
     return f"""template <>
-__device__ __forceinline__ void wgmma_rs<{n}, {cpp_t}>(float (&d)[{regs}], const uint32_t (&a)[4],
+__device__ __forceinline__ void wgmma_rs<{n}, {cpp_t}, {tb}>(float (&d)[{regs}], const uint32_t (&a)[4],
                                                        uint64_t desc_b, int scale_d) {{
   asm volatile(
       "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{regs + 5}, 0;\\n"
       "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ptx_t}.{ptx_t} "
-      "{{{acc_list(regs)}}}, {{%{regs}, %{regs + 1}, %{regs + 2}, %{regs + 3}}}, %{regs + 4}, p, 1, 1, 1;\\n}}\\n"
+      "{{{acc_list(regs)}}}, {{%{regs}, %{regs + 1}, %{regs + 2}, %{regs + 3}}}, %{regs + 4}, p, 1, 1, {tb};\\n}}\\n"
       : {out_ops(regs)}
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
 }}
@@ -60,13 +61,14 @@ def main():
     print("namespace cpb::cuda::sm90 {\n")
     print("template <int N, class T>")
     print("__device__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, int scale_d);")
-    print("template <int N, class T>")
+    print("template <int N, class T, int TB>")
     print("__device__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b,")
     print("                         int scale_d);\n")
     for n in NS:
         for ptx_t, cpp_t in TYPES:
             print(emit_ss(n, ptx_t, cpp_t))
-            print(emit_rs(n, ptx_t, cpp_t))
+            for tb in (0, 1):
+                print(emit_rs(n, ptx_t, cpp_t, tb))
     print("}  // namespace cpb::cuda::sm90")
 
 

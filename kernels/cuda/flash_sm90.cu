@@ -157,7 +157,8 @@ __device__ __forceinline__ int keys_seen(const Params& p, int rows_end) {
 
 // ---- consumer building blocks ------------------------------------------------------------------
 
-// Issues S = Q Kᵀ for one warpgroup (64 x 128), D/16 k-steps of 16 (32 bytes inside a swizzled row).
+// Issues S = Q Kᵀ for one warpgroup (64 x 128), D/16 k-steps of 16 (32 bytes inside a swizzled
+// row). Q from shared memory (q_rows: the warpgroup's first row) ...
 template <class T, int D>
 __device__ __forceinline__ void issue_qk(float (&sc)[kBlockN / 2], uint32_t q_rows,
                                          uint32_t k_stage) {
@@ -170,6 +171,37 @@ __device__ __forceinline__ void issue_qk(float (&sc)[kBlockN / 2], uint32_t q_ro
     wgmma_ss<kBlockN, T>(sc, da, db, kk > 0 ? 1 : 0);
   }
 }
+// ... or from registers (qa: the A fragments loaded once by load_q_fragments).
+template <class T, int D>
+__device__ __forceinline__ void issue_qk(float (&sc)[kBlockN / 2], const uint32_t (&qa)[D / 16][4],
+                                         uint32_t k_stage) {
+  constexpr uint32_t kKVSlab = kBlockN * kSlabRow;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const uint64_t db = smem_desc(k_stage + (kk / 4) * kKVSlab + (kk % 4) * 32, 16, kSwizzleAtom);
+    wgmma_rs<kBlockN, T, 0>(sc, qa[kk], db, kk > 0 ? 1 : 0);
+  }
+}
+
+// Loads this warp's 16 rows of the Q tile into wgmma A fragments with ldmatrix (which yields the
+// same register layout), undoing the 128-byte swizzle: 16-byte chunk c of row r sits at chunk
+// c ^ (r % 8). `warp_row` is the warp's first row in the block's Q tile.
+template <int D>
+__device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[D / 16][4], uint32_t s_q,
+                                                 int warp_row, int lane) {
+  constexpr uint32_t kQSlab = kBlockM * kSlabRow;
+  const int mat = lane / 8;
+  const int row = warp_row + (mat & 1) * 8 + lane % 8;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const int chunk = 2 * (kk % 4) + (mat >> 1);
+    const uint32_t addr = s_q + (kk / 4) * kQSlab + row * kSlabRow + ((chunk ^ (row % 8)) * 16);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(qa[kk][0]), "=r"(qa[kk][1]), "=r"(qa[kk][2]), "=r"(qa[kk][3])
+                 : "r"(addr)
+                 : "memory");
+  }
+}
 
 // Issues O += P V: 16 keys (two 8-row swizzle atoms) per step; V is read N-major, its D/64 slabs
 // kBlockN rows apart.
@@ -180,7 +212,7 @@ __device__ __forceinline__ void issue_pv(float (&o)[D / 2], const uint32_t (&pa)
   for (int kk = 0; kk < kBlockN / 16; ++kk) {
     const uint64_t db =
         smem_desc(v_stage + kk * 2 * kSwizzleAtom, kBlockN * kSlabRow, kSwizzleAtom);
-    wgmma_rs<D, T>(o, pa[kk], db, 1);
+    wgmma_rs<D, T, 1>(o, pa[kk], db, 1);
   }
 }
 
@@ -265,7 +297,7 @@ __device__ __forceinline__ void pack_p(const float (&sc)[kBlockN / 2],
 //   kPingpong: kOverlap, and the two warpgroups take turns to issue their matrix products
 //     (named barriers), so that one's softmax runs while the other's products use the tensor
 //     cores.
-template <class T, int D, int kVariant>
+template <class T, int D, int kVariant, bool kQRegs>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                      const __grid_constant__ CUtensorMap tv, const Params p) {
@@ -278,11 +310,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t s_q = base;
   const uint32_t s_k = s_q + kQBytes;
   const uint32_t s_v = s_k + kStages * kKVBytes;
+  // mbarriers: Q loaded; per stage K loaded, V loaded, K released, V released. K and V are
+  // released separately so that the next K can load while this tile's P·V still reads V.
   const uint32_t bars = s_v + kStages * kKVBytes;
   const uint32_t full_q = bars;
   auto full_k = [&](int s) { return bars + 8u * (1 + s); };
   auto full_v = [&](int s) { return bars + 8u * (1 + kStages + s); };
-  auto empty = [&](int s) { return bars + 8u * (1 + 2 * kStages + s); };
+  auto empty_k = [&](int s) { return bars + 8u * (1 + 2 * kStages + s); };
+  auto empty_v = [&](int s) { return bars + 8u * (1 + 3 * kStages + s); };
 
   const int m_block = p.mask_kind == 2 ? p.m_blocks - 1 - static_cast<int>(blockIdx.x)
                                        : static_cast<int>(blockIdx.x);
@@ -296,7 +331,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int s = 0; s < kStages; ++s) {
       mbar_init(full_k(s), 1);
       mbar_init(full_v(s), 1);
-      mbar_init(empty(s), 8);  // one arrival per consumer warp
+      mbar_init(empty_k(s), 8);  // one arrival per consumer warp
+      mbar_init(empty_v(s), 8);
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -311,10 +347,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int t = 0; t < n_tiles; ++t) {
         const int s = t % kStages;
         const uint32_t phase = (t / kStages) & 1;
-        mbar_wait(empty(s), phase ^ 1);
+        mbar_wait(empty_k(s), phase ^ 1);
         mbar_expect_tx(full_k(s), kKVBytes);
         for (int c = 0; c < kSlabs; ++c)
           tma_load(s_k + s * kKVBytes + c * kKVSlab, &tk, full_k(s), 64 * c, hk, t * kBlockN, b);
+        mbar_wait(empty_v(s), phase ^ 1);
         mbar_expect_tx(full_v(s), kKVBytes);
         for (int c = 0; c < kSlabs; ++c)
           tma_load(s_v + s * kKVBytes + c * kKVSlab, &tv, full_v(s), 64 * c, hk, t * kBlockN, b);
@@ -330,22 +367,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int row0 = row_first + 16 * (warp % 4) + lane / 4;  // this thread's rows: row0, row0 + 8
   const int quad = lane % 4;
   const int n_tiles_g = (keys_seen(p, min(row_first + 64, p.sq)) + kBlockN - 1) / kBlockN;
-  const uint32_t q_rows = s_q + g * 64 * kSlabRow;
-  auto release = [&](int s) {
+  auto release = [&](uint32_t bar) {
     __syncwarp();
-    if (lane == 0) mbar_arrive(empty(s));
+    if (lane == 0) mbar_arrive(bar);
   };
-
-  float o_acc[D / 2];
-#pragma unroll
-  for (int i = 0; i < D / 2; ++i) o_acc[i] = 0.0f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f}, corr[2];
-  float sc[kBlockN / 2];
-#pragma unroll
-  for (int i = 0; i < kBlockN / 2; ++i) sc[i] = 0.0f;
-  uint32_t pa[kBlockN / 16][4];
-  if (n_tiles > 0) mbar_wait(full_q, 0);
-
   // Pingpong turns: warpgroup g waits on named barrier 1 + g before issuing its products and
   // then lets the other go; warpgroup 1 hands the first turn to warpgroup 0.
   auto my_turn = [&] {
@@ -357,16 +382,37 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   if (g == 1 && n_tiles > 0) your_turn();
 
+  float o_acc[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o_acc[i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f}, corr[2];
+  float sc[kBlockN / 2];
+#pragma unroll
+  for (int i = 0; i < kBlockN / 2; ++i) sc[i] = 0.0f;
+  uint32_t pa[kBlockN / 16][4];
+  uint32_t qa[kQRegs ? D / 16 : 1][4];
+  if (n_tiles > 0) {
+    mbar_wait(full_q, 0);
+    if constexpr (kQRegs) load_q_fragments<D>(qa, s_q, 64 * g + 16 * (warp % 4), lane);
+  }
+  auto qk = [&](int s) {
+    if constexpr (kQRegs)
+      issue_qk<T, D>(sc, qa, s_k + s * kKVBytes);
+    else
+      issue_qk<T, D>(sc, s_q + g * 64 * kSlabRow, s_k + s * kKVBytes);
+  };
+
   if constexpr (kVariant == kSerial) {
     for (int t = 0; t < n_tiles_g; ++t) {
       const int s = t % kStages;
       const uint32_t phase = (t / kStages) & 1;
       mbar_wait(full_k(s), phase);
       wgmma_fence();
-      issue_qk<T, D>(sc, q_rows, s_k + s * kKVBytes);
+      qk(s);
       wgmma_commit();
       wgmma_wait<0>();
       fence_regs(sc);
+      release(empty_k(s));
       mask_tile(sc, p, t * kBlockN, row_first, row0, quad);
       softmax_tile(sc, m_run, l_run, corr, p.scale_log2);
       rescale<D>(o_acc, corr);
@@ -377,17 +423,18 @@ __global__ void __launch_bounds__(kThreads, 1)
       wgmma_commit();
       wgmma_wait<0>();
       fence_regs(o_acc);
-      release(s);
+      release(empty_v(s));
     }
   } else if (n_tiles_g > 0) {
     mbar_wait(full_k(0), 0);
     my_turn();
     wgmma_fence();
-    issue_qk<T, D>(sc, q_rows, s_k);
+    qk(0);
     wgmma_commit();
     your_turn();
     wgmma_wait<0>();
     fence_regs(sc);
+    release(empty_k(0));
     mask_tile(sc, p, 0, row_first, row0, quad);
     softmax_tile(sc, m_run, l_run, corr, p.scale_log2);
     pack_p<T>(sc, pa);
@@ -397,18 +444,19 @@ __global__ void __launch_bounds__(kThreads, 1)
       mbar_wait(full_v(sp), ((t - 1) / kStages) & 1);
       my_turn();
       wgmma_fence();
-      issue_qk<T, D>(sc, q_rows, s_k + s * kKVBytes);  // S_t
+      qk(s);  // S_t
       wgmma_commit();
       issue_pv<T, D>(o_acc, pa, s_v + sp * kKVBytes);  // O += P_{t-1} V_{t-1}
       wgmma_commit();
       your_turn();
       wgmma_wait<1>();
       fence_regs(sc);
+      release(empty_k(s));
       mask_tile(sc, p, t * kBlockN, row_first, row0, quad);
       softmax_tile(sc, m_run, l_run, corr, p.scale_log2);
       wgmma_wait<0>();
       fence_regs(o_acc);
-      release(sp);
+      release(empty_v(sp));
       rescale<D>(o_acc, corr);
       pack_p<T>(sc, pa);
     }
@@ -419,15 +467,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     wgmma_commit();
     wgmma_wait<0>();
     fence_regs(o_acc);
-    release(sl);
+    release(empty_v(sl));
   }
   // Tiles only the other warpgroup's rows see: keep the stage protocol and the turns.
   for (int t = n_tiles_g; t < n_tiles; ++t) {
     const int s = t % kStages;
     const uint32_t phase = (t / kStages) & 1;
     mbar_wait(full_k(s), phase);
+    release(empty_k(s));
     mbar_wait(full_v(s), phase);
-    release(s);
+    release(empty_v(s));
     my_turn();
     your_turn();
   }
@@ -520,7 +569,7 @@ bool make_map(CUtensorMap* map, ActType t, const DevView& v, int rows) {
             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <class T, int D, int kVariant>
+template <class T, int D, int kVariant, bool kQRegs>
 int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, const DevView& o,
            const DevView& lse, int mask_kind, int64_t diag, float scale, bool accumulate,
            cudaStream_t stream) {
@@ -546,8 +595,8 @@ int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, cons
   p.scale_log2 = scale * kLog2e;
   p.accumulate = accumulate ? 1 : 0;
   constexpr int kSmem = 1024 + (D / 64) * (kBlockM + 2 * kStages * kBlockN) * kSlabRow +
-                        8 * (1 + 3 * kStages);
-  auto kernel = flash_fwd_kernel<T, D, kVariant>;
+                        8 * (1 + 4 * kStages);
+  auto kernel = flash_fwd_kernel<T, D, kVariant, kQRegs>;
   if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            kSmem);
       e != cudaSuccess)
@@ -591,23 +640,31 @@ int attention_forward(ActType t, const DevView& q, const DevView& k, const DevVi
                       float scale, bool accumulate, void* stream) {
   if (!supports(q, k, v, nullptr)) return static_cast<int>(cudaErrorNotSupported);
   auto s = static_cast<cudaStream_t>(stream);
-  // CPBENCH_SM90_VARIANT (serial | overlap | pingpong) picks the consumer loop, for measurements.
+  // CPBENCH_SM90_VARIANT (serial | overlap | pingpong) picks the consumer loop and
+  // CPBENCH_SM90_QREGS (0 | 1) whether Q is read from registers; both for measurements.
   const char* env = std::getenv("CPBENCH_SM90_VARIANT");
-  const int variant = env == nullptr                   ? kPingpong
-                      : std::strcmp(env, "serial") == 0  ? kSerial
+  const int variant = env == nullptr                   ? kSerial
                       : std::strcmp(env, "overlap") == 0 ? kOverlap
-                                                         : kPingpong;
+                      : std::strcmp(env, "pingpong") == 0 ? kPingpong
+                                                          : kSerial;
+  const char* qenv = std::getenv("CPBENCH_SM90_QREGS");
+  const bool qregs = qenv != nullptr && std::strcmp(qenv, "1") == 0;
   auto run = [&](auto tag_t, auto tag_d) {
     using T = decltype(tag_t);
     constexpr int kD = decltype(tag_d)::value;
+    auto go = [&](auto tag_v, auto tag_q) {
+      return launch<T, kD, decltype(tag_v)::value, decltype(tag_q)::value>(
+          t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
+    };
+    using Q0 = std::false_type;
+    using Q1 = std::true_type;
+    using VS = std::integral_constant<int, kSerial>;
+    using VO = std::integral_constant<int, kOverlap>;
+    using VP = std::integral_constant<int, kPingpong>;
     switch (variant) {
-      case kSerial:
-        return launch<T, kD, kSerial>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
-      case kOverlap:
-        return launch<T, kD, kOverlap>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
-      default:
-        return launch<T, kD, kPingpong>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate,
-                                        s);
+      case kOverlap: return qregs ? go(VO{}, Q1{}) : go(VO{}, Q0{});
+      case kPingpong: return qregs ? go(VP{}, Q1{}) : go(VP{}, Q0{});
+      default: return qregs ? go(VS{}, Q1{}) : go(VS{}, Q0{});
     }
   };
   using D64 = std::integral_constant<int, 64>;
