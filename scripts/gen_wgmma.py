@@ -8,10 +8,10 @@ the wrappers are generated rather than typed: `python3 scripts/gen_wgmma.py > ke
   wgmma_rs<N, T, TB>(d, a, desc_b, scale_d) the same with A from registers (4 x b32 per thread);
                                             TB = 1: B N-major (transposed), as P*V needs;
                                             TB = 0: B K-major, as Q*K^T with Q in registers needs
-for N in {64, 128} and element types bf16 and f16.
+for N in {64, 128, 176} and element types bf16 and f16.
 """
 
-NS = (64, 128)
+NS = (64, 128, 176)  # 176: the key tile of the full-mask kernel
 TYPES = (("bf16", "__nv_bfloat16"), ("f16", "__half"))
 
 

@@ -36,7 +36,8 @@ namespace cpb::cuda::sm90 {
 namespace {
 
 constexpr int kBlockM = 128;  // query rows per block (two consumer warpgroups of 64)
-constexpr int kBlockN = 128;  // keys per tile
+// Keys per tile (BN): 128 with a causal mask (less work wasted on the diagonal), 176 without
+// (fewer, longer tiles: FlashAttention-3's choice for head_dim 128).
 constexpr int kStages = 2;    // K/V ring depth
 constexpr int kThreads = 384;
 constexpr int kSlabRow = 128;  // bytes of one swizzled row: 64 elements of 2 bytes
@@ -158,60 +159,28 @@ __device__ __forceinline__ int keys_seen(const Params& p, int rows_end) {
 // ---- consumer building blocks ------------------------------------------------------------------
 
 // Issues S = Q Kᵀ for one warpgroup (64 x 128), D/16 k-steps of 16 (32 bytes inside a swizzled
-// row). Q from shared memory (q_rows: the warpgroup's first row) ...
-template <class T, int D>
-__device__ __forceinline__ void issue_qk(float (&sc)[kBlockN / 2], uint32_t q_rows,
+// row), both operands from shared memory (q_rows: the warpgroup's first Q row).
+template <class T, int D, int BN>
+__device__ __forceinline__ void issue_qk(float (&sc)[BN / 2], uint32_t q_rows,
                                          uint32_t k_stage) {
-  constexpr uint32_t kQSlab = kBlockM * kSlabRow, kKVSlab = kBlockN * kSlabRow;
+  constexpr uint32_t kQSlab = kBlockM * kSlabRow, kKVSlab = BN * kSlabRow;
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     const int slab = kk / 4, within = kk % 4;
     const uint64_t da = smem_desc(q_rows + slab * kQSlab + within * 32, 16, kSwizzleAtom);
     const uint64_t db = smem_desc(k_stage + slab * kKVSlab + within * 32, 16, kSwizzleAtom);
-    wgmma_ss<kBlockN, T>(sc, da, db, kk > 0 ? 1 : 0);
+    wgmma_ss<BN, T>(sc, da, db, kk > 0 ? 1 : 0);
   }
 }
-// ... or from registers (qa: the A fragments loaded once by load_q_fragments).
-template <class T, int D>
-__device__ __forceinline__ void issue_qk(float (&sc)[kBlockN / 2], const uint32_t (&qa)[D / 16][4],
-                                         uint32_t k_stage) {
-  constexpr uint32_t kKVSlab = kBlockN * kSlabRow;
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    const uint64_t db = smem_desc(k_stage + (kk / 4) * kKVSlab + (kk % 4) * 32, 16, kSwizzleAtom);
-    wgmma_rs<kBlockN, T, 0>(sc, qa[kk], db, kk > 0 ? 1 : 0);
-  }
-}
-
-// Loads this warp's 16 rows of the Q tile into wgmma A fragments with ldmatrix (which yields the
-// same register layout), undoing the 128-byte swizzle: 16-byte chunk c of row r sits at chunk
-// c ^ (r % 8). `warp_row` is the warp's first row in the block's Q tile.
-template <int D>
-__device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[D / 16][4], uint32_t s_q,
-                                                 int warp_row, int lane) {
-  constexpr uint32_t kQSlab = kBlockM * kSlabRow;
-  const int mat = lane / 8;
-  const int row = warp_row + (mat & 1) * 8 + lane % 8;
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    const int chunk = 2 * (kk % 4) + (mat >> 1);
-    const uint32_t addr = s_q + (kk / 4) * kQSlab + row * kSlabRow + ((chunk ^ (row % 8)) * 16);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(qa[kk][0]), "=r"(qa[kk][1]), "=r"(qa[kk][2]), "=r"(qa[kk][3])
-                 : "r"(addr)
-                 : "memory");
-  }
-}
-
 // Issues O += P V: 16 keys (two 8-row swizzle atoms) per step; V is read N-major, its D/64 slabs
-// kBlockN rows apart.
-template <class T, int D>
-__device__ __forceinline__ void issue_pv(float (&o)[D / 2], const uint32_t (&pa)[kBlockN / 16][4],
+// BN rows apart.
+template <class T, int D, int BN>
+__device__ __forceinline__ void issue_pv(float (&o)[D / 2], const uint32_t (&pa)[BN / 16][4],
                                          uint32_t v_stage) {
 #pragma unroll
-  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+  for (int kk = 0; kk < BN / 16; ++kk) {
     const uint64_t db =
-        smem_desc(v_stage + kk * 2 * kSwizzleAtom, kBlockN * kSlabRow, kSwizzleAtom);
+        smem_desc(v_stage + kk * 2 * kSwizzleAtom, BN * kSlabRow, kSwizzleAtom);
     wgmma_rs<D, T, 1>(o, pa[kk], db, 1);
   }
 }
@@ -219,13 +188,14 @@ __device__ __forceinline__ void issue_pv(float (&o)[D / 2], const uint32_t (&pa)
 // Sets the scores of invisible keys to -inf: keys past the end, and with a causal mask keys
 // j > i + diag. `row_first` is the warpgroup's first query row (masking is skipped when no row of
 // the warpgroup needs it); this thread's rows are row0 and row0 + 8.
-__device__ __forceinline__ void mask_tile(float (&sc)[kBlockN / 2], const Params& p, int n0,
+template <int BN>
+__device__ __forceinline__ void mask_tile(float (&sc)[BN / 2], const Params& p, int n0,
                                           int row_first, int row0, int quad) {
-  const bool need = n0 + kBlockN > p.sk ||
-                    (p.mask_kind == 2 && static_cast<int64_t>(n0 + kBlockN - 1) > row_first + p.diag);
+  const bool need = n0 + BN > p.sk ||
+                    (p.mask_kind == 2 && static_cast<int64_t>(n0 + BN - 1) > row_first + p.diag);
   if (!need) return;
 #pragma unroll
-  for (int i = 0; i < kBlockN / 8; ++i)
+  for (int i = 0; i < BN / 8; ++i)
 #pragma unroll
     for (int r = 0; r < 2; ++r)
 #pragma unroll
@@ -239,13 +209,14 @@ __device__ __forceinline__ void mask_tile(float (&sc)[kBlockN / 2], const Params
 // Online softmax step for this thread's two rows (a row's 128 scores sit in the 4 threads of a
 // quad): turns the scores into probabilities in place, updates the running max and sum, and
 // returns in corr the factor the output so far must be scaled by.
-__device__ __forceinline__ void softmax_tile(float (&sc)[kBlockN / 2], float (&m_run)[2],
+template <int BN>
+__device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&m_run)[2],
                                              float (&l_run)[2], float (&corr)[2], float scale_log2) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float mx = -INFINITY;
 #pragma unroll
-    for (int i = 0; i < kBlockN / 8; ++i)
+    for (int i = 0; i < BN / 8; ++i)
       mx = fmaxf(mx, fmaxf(sc[4 * i + 2 * r], sc[4 * i + 2 * r + 1]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
@@ -255,7 +226,7 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[kBlockN / 2], float (&m
     m_run[r] = m_new;
     float sum = 0.0f;
 #pragma unroll
-    for (int i = 0; i < kBlockN / 8; ++i)
+    for (int i = 0; i < BN / 8; ++i)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const float pv = ex2(fmaf(sc[4 * i + 2 * r + e], scale_log2, -m_use));
@@ -278,11 +249,11 @@ __device__ __forceinline__ void rescale(float (&o)[D / 2], const float (&corr)[2
 }
 
 // P as the A operand of P·V: the accumulator layout of S is the register-A layout of wgmma.
-template <class T>
-__device__ __forceinline__ void pack_p(const float (&sc)[kBlockN / 2],
-                                       uint32_t (&pa)[kBlockN / 16][4]) {
+template <class T, int BN>
+__device__ __forceinline__ void pack_p(const float (&sc)[BN / 2],
+                                       uint32_t (&pa)[BN / 16][4]) {
 #pragma unroll
-  for (int kk = 0; kk < kBlockN / 16; ++kk)
+  for (int kk = 0; kk < BN / 16; ++kk)
 #pragma unroll
     for (int j = 0; j < 4; ++j) pa[kk][j] = pack2<T>(sc[8 * kk + 2 * j], sc[8 * kk + 2 * j + 1]);
 }
@@ -297,13 +268,13 @@ __device__ __forceinline__ void pack_p(const float (&sc)[kBlockN / 2],
 //   kPingpong: kOverlap, and the two warpgroups take turns to issue their matrix products
 //     (named barriers), so that one's softmax runs while the other's products use the tensor
 //     cores.
-template <class T, int D, int kVariant, bool kQRegs>
+template <class T, int D, int kVariant, int BN>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                      const __grid_constant__ CUtensorMap tv, const Params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kSlabs = D / 64;
-  constexpr uint32_t kQSlab = kBlockM * kSlabRow, kKVSlab = kBlockN * kSlabRow;
+  constexpr uint32_t kQSlab = kBlockM * kSlabRow, kKVSlab = BN * kSlabRow;
   constexpr uint32_t kQBytes = kSlabs * kQSlab, kKVBytes = kSlabs * kKVSlab;
   extern __shared__ uint8_t smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
@@ -323,7 +294,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                                        : static_cast<int>(blockIdx.x);
   const int h = blockIdx.y, b = blockIdx.z, hk = h / p.group;
   const int m0 = m_block * kBlockM;
-  const int n_tiles = (keys_seen(p, min(m0 + kBlockM, p.sq)) + kBlockN - 1) / kBlockN;
+  const int n_tiles = (keys_seen(p, min(m0 + kBlockM, p.sq)) + BN - 1) / BN;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wg = warp / 4;
 
   if (threadIdx.x == 0) {
@@ -350,11 +321,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         mbar_wait(empty_k(s), phase ^ 1);
         mbar_expect_tx(full_k(s), kKVBytes);
         for (int c = 0; c < kSlabs; ++c)
-          tma_load(s_k + s * kKVBytes + c * kKVSlab, &tk, full_k(s), 64 * c, hk, t * kBlockN, b);
+          tma_load(s_k + s * kKVBytes + c * kKVSlab, &tk, full_k(s), 64 * c, hk, t * BN, b);
         mbar_wait(empty_v(s), phase ^ 1);
         mbar_expect_tx(full_v(s), kKVBytes);
         for (int c = 0; c < kSlabs; ++c)
-          tma_load(s_v + s * kKVBytes + c * kKVSlab, &tv, full_v(s), 64 * c, hk, t * kBlockN, b);
+          tma_load(s_v + s * kKVBytes + c * kKVSlab, &tv, full_v(s), 64 * c, hk, t * BN, b);
       }
     }
     return;
@@ -366,7 +337,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int row_first = m0 + 64 * g;
   const int row0 = row_first + 16 * (warp % 4) + lane / 4;  // this thread's rows: row0, row0 + 8
   const int quad = lane % 4;
-  const int n_tiles_g = (keys_seen(p, min(row_first + 64, p.sq)) + kBlockN - 1) / kBlockN;
+  const int n_tiles_g = (keys_seen(p, min(row_first + 64, p.sq)) + BN - 1) / BN;
   auto release = [&](uint32_t bar) {
     __syncwarp();
     if (lane == 0) mbar_arrive(bar);
@@ -386,21 +357,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) o_acc[i] = 0.0f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f}, corr[2];
-  float sc[kBlockN / 2];
+  float sc[BN / 2];
 #pragma unroll
-  for (int i = 0; i < kBlockN / 2; ++i) sc[i] = 0.0f;
-  uint32_t pa[kBlockN / 16][4];
-  uint32_t qa[kQRegs ? D / 16 : 1][4];
-  if (n_tiles > 0) {
-    mbar_wait(full_q, 0);
-    if constexpr (kQRegs) load_q_fragments<D>(qa, s_q, 64 * g + 16 * (warp % 4), lane);
-  }
-  auto qk = [&](int s) {
-    if constexpr (kQRegs)
-      issue_qk<T, D>(sc, qa, s_k + s * kKVBytes);
-    else
-      issue_qk<T, D>(sc, s_q + g * 64 * kSlabRow, s_k + s * kKVBytes);
-  };
+  for (int i = 0; i < BN / 2; ++i) sc[i] = 0.0f;
+  uint32_t pa[BN / 16][4];
+  if (n_tiles > 0) mbar_wait(full_q, 0);
+  auto qk = [&](int s) { issue_qk<T, D, BN>(sc, s_q + g * 64 * kSlabRow, s_k + s * kKVBytes); };
 
   if constexpr (kVariant == kSerial) {
     for (int t = 0; t < n_tiles_g; ++t) {
@@ -413,13 +375,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       wgmma_wait<0>();
       fence_regs(sc);
       release(empty_k(s));
-      mask_tile(sc, p, t * kBlockN, row_first, row0, quad);
-      softmax_tile(sc, m_run, l_run, corr, p.scale_log2);
+      mask_tile<BN>(sc, p, t * BN, row_first, row0, quad);
+      softmax_tile<BN>(sc, m_run, l_run, corr, p.scale_log2);
       rescale<D>(o_acc, corr);
-      pack_p<T>(sc, pa);
+      pack_p<T, BN>(sc, pa);
       mbar_wait(full_v(s), phase);
       wgmma_fence();
-      issue_pv<T, D>(o_acc, pa, s_v + s * kKVBytes);
+      issue_pv<T, D, BN>(o_acc, pa, s_v + s * kKVBytes);
       wgmma_commit();
       wgmma_wait<0>();
       fence_regs(o_acc);
@@ -435,9 +397,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     wgmma_wait<0>();
     fence_regs(sc);
     release(empty_k(0));
-    mask_tile(sc, p, 0, row_first, row0, quad);
-    softmax_tile(sc, m_run, l_run, corr, p.scale_log2);
-    pack_p<T>(sc, pa);
+    mask_tile<BN>(sc, p, 0, row_first, row0, quad);
+    softmax_tile<BN>(sc, m_run, l_run, corr, p.scale_log2);
+    pack_p<T, BN>(sc, pa);
     for (int t = 1; t < n_tiles_g; ++t) {
       const int s = t % kStages, sp = (t - 1) % kStages;
       mbar_wait(full_k(s), (t / kStages) & 1);
@@ -446,24 +408,24 @@ __global__ void __launch_bounds__(kThreads, 1)
       wgmma_fence();
       qk(s);  // S_t
       wgmma_commit();
-      issue_pv<T, D>(o_acc, pa, s_v + sp * kKVBytes);  // O += P_{t-1} V_{t-1}
+      issue_pv<T, D, BN>(o_acc, pa, s_v + sp * kKVBytes);  // O += P_{t-1} V_{t-1}
       wgmma_commit();
       your_turn();
       wgmma_wait<1>();
       fence_regs(sc);
       release(empty_k(s));
-      mask_tile(sc, p, t * kBlockN, row_first, row0, quad);
-      softmax_tile(sc, m_run, l_run, corr, p.scale_log2);
+      mask_tile<BN>(sc, p, t * BN, row_first, row0, quad);
+      softmax_tile<BN>(sc, m_run, l_run, corr, p.scale_log2);
       wgmma_wait<0>();
       fence_regs(o_acc);
       release(empty_v(sp));
       rescale<D>(o_acc, corr);
-      pack_p<T>(sc, pa);
+      pack_p<T, BN>(sc, pa);
     }
     const int sl = (n_tiles_g - 1) % kStages;
     mbar_wait(full_v(sl), ((n_tiles_g - 1) / kStages) & 1);
     wgmma_fence();
-    issue_pv<T, D>(o_acc, pa, s_v + sl * kKVBytes);
+    issue_pv<T, D, BN>(o_acc, pa, s_v + sl * kKVBytes);
     wgmma_commit();
     wgmma_wait<0>();
     fence_regs(o_acc);
@@ -569,13 +531,12 @@ bool make_map(CUtensorMap* map, ActType t, const DevView& v, int rows) {
             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <class T, int D, int kVariant, bool kQRegs>
+template <class T, int D, int kVariant, int BN>
 int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, const DevView& o,
            const DevView& lse, int mask_kind, int64_t diag, float scale, bool accumulate,
            cudaStream_t stream) {
   CUtensorMap tq, tk, tv;
-  if (!make_map(&tq, t, q, kBlockM) || !make_map(&tk, t, k, kBlockN) ||
-      !make_map(&tv, t, v, kBlockN))
+  if (!make_map(&tq, t, q, kBlockM) || !make_map(&tk, t, k, BN) || !make_map(&tv, t, v, BN))
     return static_cast<int>(cudaErrorInvalidValue);
   Params p{};
   p.o = static_cast<float*>(o.data);
@@ -594,9 +555,9 @@ int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, cons
   p.mask_kind = mask_kind;
   p.scale_log2 = scale * kLog2e;
   p.accumulate = accumulate ? 1 : 0;
-  constexpr int kSmem = 1024 + (D / 64) * (kBlockM + 2 * kStages * kBlockN) * kSlabRow +
+  constexpr int kSmem = 1024 + (D / 64) * (kBlockM + 2 * kStages * BN) * kSlabRow +
                         8 * (1 + 4 * kStages);
-  auto kernel = flash_fwd_kernel<T, D, kVariant, kQRegs>;
+  auto kernel = flash_fwd_kernel<T, D, kVariant, BN>;
   if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            kSmem);
       e != cudaSuccess)
@@ -641,30 +602,31 @@ int attention_forward(ActType t, const DevView& q, const DevView& k, const DevVi
   if (!supports(q, k, v, nullptr)) return static_cast<int>(cudaErrorNotSupported);
   auto s = static_cast<cudaStream_t>(stream);
   // CPBENCH_SM90_VARIANT (serial | overlap | pingpong) picks the consumer loop and
-  // CPBENCH_SM90_QREGS (0 | 1) whether Q is read from registers; both for measurements.
+  // CPBENCH_SM90_BLOCK_N (128 | 176) the key tile of full masks; both for measurements.
   const char* env = std::getenv("CPBENCH_SM90_VARIANT");
-  const int variant = env == nullptr                   ? kSerial
-                      : std::strcmp(env, "overlap") == 0 ? kOverlap
+  const int variant = env == nullptr                    ? kOverlap
+                      : std::strcmp(env, "serial") == 0   ? kSerial
                       : std::strcmp(env, "pingpong") == 0 ? kPingpong
-                                                          : kSerial;
-  const char* qenv = std::getenv("CPBENCH_SM90_QREGS");
-  const bool qregs = qenv != nullptr && std::strcmp(qenv, "1") == 0;
+                                                          : kOverlap;
+  const char* nenv = std::getenv("CPBENCH_SM90_BLOCK_N");
+  const bool wide = mask_kind != 2 && q.dim == 128 &&
+                    (nenv == nullptr || std::strcmp(nenv, "128") != 0);
   auto run = [&](auto tag_t, auto tag_d) {
     using T = decltype(tag_t);
     constexpr int kD = decltype(tag_d)::value;
-    auto go = [&](auto tag_v, auto tag_q) {
-      return launch<T, kD, decltype(tag_v)::value, decltype(tag_q)::value>(
+    auto go = [&](auto tag_v, auto tag_n) {
+      return launch<T, kD, decltype(tag_v)::value, decltype(tag_n)::value>(
           t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
     };
-    using Q0 = std::false_type;
-    using Q1 = std::true_type;
+    using N128 = std::integral_constant<int, 128>;
+    using N176 = std::integral_constant<int, 176>;
     using VS = std::integral_constant<int, kSerial>;
     using VO = std::integral_constant<int, kOverlap>;
     using VP = std::integral_constant<int, kPingpong>;
     switch (variant) {
-      case kOverlap: return qregs ? go(VO{}, Q1{}) : go(VO{}, Q0{});
-      case kPingpong: return qregs ? go(VP{}, Q1{}) : go(VP{}, Q0{});
-      default: return qregs ? go(VS{}, Q1{}) : go(VS{}, Q0{});
+      case kSerial: return wide ? go(VS{}, N176{}) : go(VS{}, N128{});
+      case kPingpong: return wide ? go(VP{}, N176{}) : go(VP{}, N128{});
+      default: return wide ? go(VO{}, N176{}) : go(VO{}, N128{});
     }
   };
   using D64 = std::integral_constant<int, 64>;

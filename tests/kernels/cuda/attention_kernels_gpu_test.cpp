@@ -751,6 +751,40 @@ TEST_P(AttentionKernels, RepeatedLaunchesAreBitwiseIdentical) {
                        << " S=2048 H=8 Hkv=2 d=128 causal: LSE elements differing between runs";
 }
 
+// The Hopper kernel's consumer-loop variants and key tiles, selectable for measurements through
+// CPBENCH_SM90_VARIANT and CPBENCH_SM90_BLOCK_N, each compute the same function: a few shapes
+// across the masks, GQA, packed K/V, a head slice and an accumulating split, for every choice.
+TEST_P(AttentionKernels, EveryHopperVariantMatchesFp64) {
+  if (kernel() != AttentionKernel::hopper) GTEST_SKIP() << "variants are the Hopper kernel's";
+  for (const char* variant : {"serial", "overlap", "pingpong"})
+    for (const char* block_n : {"128", "176"}) {
+      testing_support::ScopedEnv v("CPBENCH_SM90_VARIANT", variant);
+      testing_support::ScopedEnv n("CPBENCH_SM90_BLOCK_N", block_n);
+      SCOPED_TRACE(std::string("variant ") + variant + " block_n " + block_n);
+      std::vector<Problem> ps;
+      for (int64_t d : {64, 128})
+        for (auto [mask, diag] : {std::pair<int, int64_t>{kFull, 0}, {kCausal, 0}, {kCausal, 150},
+                                  {kCausal, -3}}) {
+          Problem p = problem();
+          p.dim = d;
+          p.sq = 300;
+          p.sk = 450;
+          p.heads = 4;
+          p.kv_heads = 2;
+          p.batch = 2;
+          p.mask = mask;
+          p.diag = diag;
+          ps.push_back(p);
+          p.kv_cap = 500;
+          p.heads_total = 8;
+          p.head0 = 4;
+          p.split = 200;
+          ps.push_back(p);
+        }
+      run_all(ps);
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Each, AttentionKernels,
                          ::testing::Combine(::testing::Values(AttentionKernel::portable,
                                                               AttentionKernel::hopper),
