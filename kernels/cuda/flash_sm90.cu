@@ -23,6 +23,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -51,7 +53,7 @@ struct Params {
   int64_t o_bs, o_ts, o_hs;  // element strides of O: batch, token, head
   float* lse;
   int64_t l_bs, l_ts, l_hs;
-  int sq, sk, group, m_blocks;  // group = heads / kv_heads
+  int sq, sk, group, m_blocks, heads, batch;  // group = heads / kv_heads
   int64_t diag;
   int mask_kind;  // 0 none, 1 full, 2 causal
   float scale_log2;
@@ -258,192 +260,11 @@ __device__ __forceinline__ void pack_p(const float (&sc)[BN / 2],
     for (int j = 0; j < 4; ++j) pa[kk][j] = pack2<T>(sc[8 * kk + 2 * j], sc[8 * kk + 2 * j + 1]);
 }
 
-// ---- the kernel ------------------------------------------------------------------------------
-
-// Consumer loop variants (kVariant):
-//   kSerial: per tile, S = QKᵀ, softmax, O += PV, one after the other in each warpgroup (the two
-//     consumer warpgroups interleave on the multiprocessor by themselves).
-//   kOverlap: the next tile's QKᵀ and this tile's PV are in flight while the softmax runs
-//     (FlashAttention-3's intra-warpgroup pipelining).
-//   kPingpong: kOverlap, and the two warpgroups take turns to issue their matrix products
-//     (named barriers), so that one's softmax runs while the other's products use the tensor
-//     cores.
-template <class T, int D, int kVariant, int BN>
-__global__ void __launch_bounds__(kThreads, 1)
-    flash_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                     const __grid_constant__ CUtensorMap tv, const Params p) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int kSlabs = D / 64;
-  constexpr uint32_t kQSlab = kBlockM * kSlabRow, kKVSlab = BN * kSlabRow;
-  constexpr uint32_t kQBytes = kSlabs * kQSlab, kKVBytes = kSlabs * kKVSlab;
-  extern __shared__ uint8_t smem_raw[];
-  const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
-  const uint32_t s_q = base;
-  const uint32_t s_k = s_q + kQBytes;
-  const uint32_t s_v = s_k + kStages * kKVBytes;
-  // mbarriers: Q loaded; per stage K loaded, V loaded, K released, V released. K and V are
-  // released separately so that the next K can load while this tile's P·V still reads V.
-  const uint32_t bars = s_v + kStages * kKVBytes;
-  const uint32_t full_q = bars;
-  auto full_k = [&](int s) { return bars + 8u * (1 + s); };
-  auto full_v = [&](int s) { return bars + 8u * (1 + kStages + s); };
-  auto empty_k = [&](int s) { return bars + 8u * (1 + 2 * kStages + s); };
-  auto empty_v = [&](int s) { return bars + 8u * (1 + 3 * kStages + s); };
-
-  const int m_block = p.mask_kind == 2 ? p.m_blocks - 1 - static_cast<int>(blockIdx.x)
-                                       : static_cast<int>(blockIdx.x);
-  const int h = blockIdx.y, b = blockIdx.z, hk = h / p.group;
-  const int m0 = m_block * kBlockM;
-  const int n_tiles = (keys_seen(p, min(m0 + kBlockM, p.sq)) + BN - 1) / BN;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wg = warp / 4;
-
-  if (threadIdx.x == 0) {
-    mbar_init(full_q, 1);
-    for (int s = 0; s < kStages; ++s) {
-      mbar_init(full_k(s), 1);
-      mbar_init(full_v(s), 1);
-      mbar_init(empty_k(s), 8);  // one arrival per consumer warp
-      mbar_init(empty_v(s), 8);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-  }
-  __syncthreads();
-
-  if (wg == 0) {  // ---- producer
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
-    if (warp == 0 && lane == 0 && n_tiles > 0) {
-      mbar_expect_tx(full_q, kQBytes);
-      for (int c = 0; c < kSlabs; ++c) tma_load(s_q + c * kQSlab, &tq, full_q, 64 * c, h, m0, b);
-      for (int t = 0; t < n_tiles; ++t) {
-        const int s = t % kStages;
-        const uint32_t phase = (t / kStages) & 1;
-        mbar_wait(empty_k(s), phase ^ 1);
-        mbar_expect_tx(full_k(s), kKVBytes);
-        for (int c = 0; c < kSlabs; ++c)
-          tma_load(s_k + s * kKVBytes + c * kKVSlab, &tk, full_k(s), 64 * c, hk, t * BN, b);
-        mbar_wait(empty_v(s), phase ^ 1);
-        mbar_expect_tx(full_v(s), kKVBytes);
-        for (int c = 0; c < kSlabs; ++c)
-          tma_load(s_v + s * kKVBytes + c * kKVSlab, &tv, full_v(s), 64 * c, hk, t * BN, b);
-      }
-    }
-    return;
-  }
-
-  // ---- consumers
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n" ::: "memory");
-  const int g = wg - 1;  // which 64-row half of the block
-  const int row_first = m0 + 64 * g;
-  const int row0 = row_first + 16 * (warp % 4) + lane / 4;  // this thread's rows: row0, row0 + 8
-  const int quad = lane % 4;
-  const int n_tiles_g = (keys_seen(p, min(row_first + 64, p.sq)) + BN - 1) / BN;
-  auto release = [&](uint32_t bar) {
-    __syncwarp();
-    if (lane == 0) mbar_arrive(bar);
-  };
-  // Pingpong turns: warpgroup g waits on named barrier 1 + g before issuing its products and
-  // then lets the other go; warpgroup 1 hands the first turn to warpgroup 0.
-  auto my_turn = [&] {
-    if constexpr (kVariant == kPingpong) asm volatile("bar.sync %0, 256;" ::"r"(1 + g) : "memory");
-  };
-  auto your_turn = [&] {
-    if constexpr (kVariant == kPingpong)
-      asm volatile("bar.arrive %0, 256;" ::"r"(2 - g) : "memory");
-  };
-  if (g == 1 && n_tiles > 0) your_turn();
-
-  float o_acc[D / 2];
-#pragma unroll
-  for (int i = 0; i < D / 2; ++i) o_acc[i] = 0.0f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f}, corr[2];
-  float sc[BN / 2];
-#pragma unroll
-  for (int i = 0; i < BN / 2; ++i) sc[i] = 0.0f;
-  uint32_t pa[BN / 16][4];
-  if (n_tiles > 0) mbar_wait(full_q, 0);
-  auto qk = [&](int s) { issue_qk<T, D, BN>(sc, s_q + g * 64 * kSlabRow, s_k + s * kKVBytes); };
-
-  if constexpr (kVariant == kSerial) {
-    for (int t = 0; t < n_tiles_g; ++t) {
-      const int s = t % kStages;
-      const uint32_t phase = (t / kStages) & 1;
-      mbar_wait(full_k(s), phase);
-      wgmma_fence();
-      qk(s);
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_regs(sc);
-      release(empty_k(s));
-      mask_tile<BN>(sc, p, t * BN, row_first, row0, quad);
-      softmax_tile<BN>(sc, m_run, l_run, corr, p.scale_log2);
-      rescale<D>(o_acc, corr);
-      pack_p<T, BN>(sc, pa);
-      mbar_wait(full_v(s), phase);
-      wgmma_fence();
-      issue_pv<T, D, BN>(o_acc, pa, s_v + s * kKVBytes);
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_regs(o_acc);
-      release(empty_v(s));
-    }
-  } else if (n_tiles_g > 0) {
-    mbar_wait(full_k(0), 0);
-    my_turn();
-    wgmma_fence();
-    qk(0);
-    wgmma_commit();
-    your_turn();
-    wgmma_wait<0>();
-    fence_regs(sc);
-    release(empty_k(0));
-    mask_tile<BN>(sc, p, 0, row_first, row0, quad);
-    softmax_tile<BN>(sc, m_run, l_run, corr, p.scale_log2);
-    pack_p<T, BN>(sc, pa);
-    for (int t = 1; t < n_tiles_g; ++t) {
-      const int s = t % kStages, sp = (t - 1) % kStages;
-      mbar_wait(full_k(s), (t / kStages) & 1);
-      mbar_wait(full_v(sp), ((t - 1) / kStages) & 1);
-      my_turn();
-      wgmma_fence();
-      qk(s);  // S_t
-      wgmma_commit();
-      issue_pv<T, D, BN>(o_acc, pa, s_v + sp * kKVBytes);  // O += P_{t-1} V_{t-1}
-      wgmma_commit();
-      your_turn();
-      wgmma_wait<1>();
-      fence_regs(sc);
-      release(empty_k(s));
-      mask_tile<BN>(sc, p, t * BN, row_first, row0, quad);
-      softmax_tile<BN>(sc, m_run, l_run, corr, p.scale_log2);
-      wgmma_wait<0>();
-      fence_regs(o_acc);
-      release(empty_v(sp));
-      rescale<D>(o_acc, corr);
-      pack_p<T, BN>(sc, pa);
-    }
-    const int sl = (n_tiles_g - 1) % kStages;
-    mbar_wait(full_v(sl), ((n_tiles_g - 1) / kStages) & 1);
-    wgmma_fence();
-    issue_pv<T, D, BN>(o_acc, pa, s_v + sl * kKVBytes);
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(o_acc);
-    release(empty_v(sl));
-  }
-  // Tiles only the other warpgroup's rows see: keep the stage protocol and the turns.
-  for (int t = n_tiles_g; t < n_tiles; ++t) {
-    const int s = t % kStages;
-    const uint32_t phase = (t / kStages) & 1;
-    mbar_wait(full_k(s), phase);
-    release(empty_k(s));
-    mbar_wait(full_v(s), phase);
-    release(empty_v(s));
-    my_turn();
-    your_turn();
-  }
-
-  // ---- epilogue: normalise, then write or merge into the fp32 partial.
+// Normalises this thread's two rows and writes them, or merges them into the fp32 partial.
+template <int D>
+__device__ __forceinline__ void write_rows(const Params& p, const float (&o_acc)[D / 2],
+                                           const float (&m_run)[2], const float (&l_run)[2],
+                                           int row0, int quad, int b, int h) {
   float lse_new[2], inv[2], lse_old[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -491,6 +312,226 @@ __global__ void __launch_bounds__(kThreads, 1)
       x[1] = c * x[1] + a * o_acc[4 * i + 2 * r + 1];
     }
     if (quad == 0) *lrow = mm + logf(wsum);
+  }
+}
+
+// ---- the kernel ------------------------------------------------------------------------------
+
+// Consumer loop variants (kVariant):
+//   kSerial: per tile, S = QKᵀ, softmax, O += PV, one after the other in each warpgroup (the two
+//     consumer warpgroups interleave on the multiprocessor by themselves).
+//   kOverlap: the next tile's QKᵀ and this tile's PV are in flight while the softmax runs
+//     (FlashAttention-3's intra-warpgroup pipelining).
+//   kPingpong: kOverlap, and the two warpgroups take turns to issue their matrix products
+//     (named barriers), so that one's softmax runs while the other's products use the tensor
+//     cores.
+// The grid is persistent: block c takes work tiles (128 query rows of one head) c, c + grid,
+// ...; the producer loads the next tile's Q as soon as the consumers are done with this one's,
+// so loads overlap the last P·V and the output writes.
+template <class T, int D, int kVariant, int BN>
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                     const __grid_constant__ CUtensorMap tv, const Params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kSlabs = D / 64;
+  constexpr uint32_t kQSlab = kBlockM * kSlabRow, kKVSlab = BN * kSlabRow;
+  constexpr uint32_t kQBytes = kSlabs * kQSlab, kKVBytes = kSlabs * kKVSlab;
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  const uint32_t s_q = base;
+  const uint32_t s_k = s_q + kQBytes;
+  const uint32_t s_v = s_k + kStages * kKVBytes;
+  // mbarriers: Q loaded, Q released; per stage K loaded, V loaded, K released, V released. K and
+  // V are released separately so that the next K can load while this tile's P·V still reads V.
+  const uint32_t bars = s_v + kStages * kKVBytes;
+  const uint32_t full_q = bars, empty_q = bars + 8u;
+  auto full_k = [&](int s) { return bars + 8u * (2 + s); };
+  auto full_v = [&](int s) { return bars + 8u * (2 + kStages + s); };
+  auto empty_k = [&](int s) { return bars + 8u * (2 + 2 * kStages + s); };
+  auto empty_v = [&](int s) { return bars + 8u * (2 + 3 * kStages + s); };
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wg = warp / 4;
+  const int total = p.m_blocks * p.heads * p.batch;
+  // Work tile -> (query block, head, sequence); query blocks vary fastest so that the blocks
+  // running at once share their K/V head in L2; causal: longest blocks first.
+  auto work = [&](int tile, int& m0, int& h, int& b) {
+    const int mi = tile % p.m_blocks, bh = tile / p.m_blocks;
+    m0 = (p.mask_kind == 2 ? p.m_blocks - 1 - mi : mi) * kBlockM;
+    h = bh % p.heads;
+    b = bh / p.heads;
+  };
+  auto tiles_for = [&](int rows_end) { return (keys_seen(p, min(rows_end, p.sq)) + BN - 1) / BN; };
+
+  if (threadIdx.x == 0) {
+    mbar_init(full_q, 1);
+    mbar_init(empty_q, 8);  // one arrival per consumer warp
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(full_k(s), 1);
+      mbar_init(full_v(s), 1);
+      mbar_init(empty_k(s), 8);
+      mbar_init(empty_v(s), 8);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == 0) {  // ---- producer
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+    if (warp == 0 && lane == 0) {
+      int it = 0, q_uses = 0;  // K/V stage uses and Q loads so far: they give stage and phase
+      for (int tile = blockIdx.x; tile < total; tile += gridDim.x) {
+        int m0, h, b;
+        work(tile, m0, h, b);
+        const int n_tiles = tiles_for(m0 + kBlockM);
+        if (n_tiles == 0) continue;
+        const int hk = h / p.group;
+        mbar_wait(empty_q, (q_uses & 1) ^ 1);
+        ++q_uses;
+        mbar_expect_tx(full_q, kQBytes);
+        for (int c = 0; c < kSlabs; ++c) tma_load(s_q + c * kQSlab, &tq, full_q, 64 * c, h, m0, b);
+        for (int t = 0; t < n_tiles; ++t, ++it) {
+          const int s = it % kStages;
+          const uint32_t phase = (it / kStages) & 1;
+          mbar_wait(empty_k(s), phase ^ 1);
+          mbar_expect_tx(full_k(s), kKVBytes);
+          for (int c = 0; c < kSlabs; ++c)
+            tma_load(s_k + s * kKVBytes + c * kKVSlab, &tk, full_k(s), 64 * c, hk, t * BN, b);
+          mbar_wait(empty_v(s), phase ^ 1);
+          mbar_expect_tx(full_v(s), kKVBytes);
+          for (int c = 0; c < kSlabs; ++c)
+            tma_load(s_v + s * kKVBytes + c * kKVSlab, &tv, full_v(s), 64 * c, hk, t * BN, b);
+        }
+      }
+    }
+    return;
+  }
+
+  // ---- consumers
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n" ::: "memory");
+  const int g = wg - 1;  // which 64-row half of a query block
+  const int quad = lane % 4;
+  auto release = [&](uint32_t bar) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bar);
+  };
+  // Pingpong turns: warpgroup g waits on named barrier 1 + g before issuing its products and
+  // then lets the other go; warpgroup 1 hands the first turn to warpgroup 0, once.
+  auto my_turn = [&] {
+    if constexpr (kVariant == kPingpong) asm volatile("bar.sync %0, 256;" ::"r"(1 + g) : "memory");
+  };
+  auto your_turn = [&] {
+    if constexpr (kVariant == kPingpong)
+      asm volatile("bar.arrive %0, 256;" ::"r"(2 - g) : "memory");
+  };
+  if (g == 1) your_turn();
+
+  float o_acc[D / 2];
+  float sc[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) sc[i] = 0.0f;
+  uint32_t pa[BN / 16][4];
+  int it = 0, q_uses = 0;
+  for (int tile = blockIdx.x; tile < total; tile += gridDim.x) {
+    int m0, h, b;
+    work(tile, m0, h, b);
+    const int n_tiles = tiles_for(m0 + kBlockM);
+    const int row_first = m0 + 64 * g;
+    const int row0 = row_first + 16 * (warp % 4) + lane / 4;  // this thread's rows: row0, row0 + 8
+    const int n_tiles_g = tiles_for(row_first + 64);
+    float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f}, corr[2];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) o_acc[i] = 0.0f;
+    if (n_tiles > 0) {
+      mbar_wait(full_q, q_uses & 1);
+      ++q_uses;
+    }
+    auto qk = [&](int s) { issue_qk<T, D, BN>(sc, s_q + g * 64 * kSlabRow, s_k + s * kKVBytes); };
+    auto stage = [&](int t) { return (it + t) % kStages; };
+    auto phase = [&](int t) { return static_cast<uint32_t>(((it + t) / kStages) & 1); };
+
+    if constexpr (kVariant == kSerial) {
+      for (int t = 0; t < n_tiles_g; ++t) {
+        const int s = stage(t);
+        mbar_wait(full_k(s), phase(t));
+        wgmma_fence();
+        qk(s);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(sc);
+        release(empty_k(s));
+        if (t == n_tiles_g - 1) release(empty_q);
+        mask_tile<BN>(sc, p, t * BN, row_first, row0, quad);
+        softmax_tile<BN>(sc, m_run, l_run, corr, p.scale_log2);
+        rescale<D>(o_acc, corr);
+        pack_p<T, BN>(sc, pa);
+        mbar_wait(full_v(s), phase(t));
+        wgmma_fence();
+        issue_pv<T, D, BN>(o_acc, pa, s_v + s * kKVBytes);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(o_acc);
+        release(empty_v(s));
+      }
+    } else if (n_tiles_g > 0) {
+      mbar_wait(full_k(stage(0)), phase(0));
+      my_turn();
+      wgmma_fence();
+      qk(stage(0));
+      wgmma_commit();
+      your_turn();
+      wgmma_wait<0>();
+      fence_regs(sc);
+      release(empty_k(stage(0)));
+      if (n_tiles_g == 1) release(empty_q);
+      mask_tile<BN>(sc, p, 0, row_first, row0, quad);
+      softmax_tile<BN>(sc, m_run, l_run, corr, p.scale_log2);
+      pack_p<T, BN>(sc, pa);
+      for (int t = 1; t < n_tiles_g; ++t) {
+        const int s = stage(t), sp = stage(t - 1);
+        mbar_wait(full_k(s), phase(t));
+        mbar_wait(full_v(sp), phase(t - 1));
+        my_turn();
+        wgmma_fence();
+        qk(s);  // S_t
+        wgmma_commit();
+        issue_pv<T, D, BN>(o_acc, pa, s_v + sp * kKVBytes);  // O += P_{t-1} V_{t-1}
+        wgmma_commit();
+        your_turn();
+        wgmma_wait<1>();
+        fence_regs(sc);
+        release(empty_k(s));
+        if (t == n_tiles_g - 1) release(empty_q);
+        mask_tile<BN>(sc, p, t * BN, row_first, row0, quad);
+        softmax_tile<BN>(sc, m_run, l_run, corr, p.scale_log2);
+        wgmma_wait<0>();
+        fence_regs(o_acc);
+        release(empty_v(sp));
+        rescale<D>(o_acc, corr);
+        pack_p<T, BN>(sc, pa);
+      }
+      const int sl = stage(n_tiles_g - 1);
+      mbar_wait(full_v(sl), phase(n_tiles_g - 1));
+      wgmma_fence();
+      issue_pv<T, D, BN>(o_acc, pa, s_v + sl * kKVBytes);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(o_acc);
+      release(empty_v(sl));
+    }
+    // Tiles only the other warpgroup's rows see: keep the stage protocol and the turns.
+    if (n_tiles > 0 && n_tiles_g == 0) release(empty_q);
+    for (int t = n_tiles_g; t < n_tiles; ++t) {
+      const int s = stage(t);
+      mbar_wait(full_k(s), phase(t));
+      release(empty_k(s));
+      mbar_wait(full_v(s), phase(t));
+      release(empty_v(s));
+      my_turn();
+      your_turn();
+    }
+    it += n_tiles;
+    write_rows<D>(p, o_acc, m_run, l_run, row0, quad, b, h);
   }
 #endif
 }
@@ -551,19 +592,27 @@ int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, cons
   p.sk = static_cast<int>(k.tokens);
   p.group = static_cast<int>(q.heads / k.heads);
   p.m_blocks = static_cast<int>((q.tokens + kBlockM - 1) / kBlockM);
+  p.heads = static_cast<int>(q.heads);
+  p.batch = static_cast<int>(q.batch);
   p.diag = diag;
   p.mask_kind = mask_kind;
   p.scale_log2 = scale * kLog2e;
   p.accumulate = accumulate ? 1 : 0;
   constexpr int kSmem = 1024 + (D / 64) * (kBlockM + 2 * kStages * BN) * kSlabRow +
-                        8 * (1 + 4 * kStages);
+                        8 * (2 + 4 * kStages);
   auto kernel = flash_fwd_kernel<T, D, kVariant, BN>;
   if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            kSmem);
       e != cudaSuccess)
     return static_cast<int>(e);
-  const dim3 grid(static_cast<unsigned>(p.m_blocks), static_cast<unsigned>(q.heads),
-                  static_cast<unsigned>(q.batch));
+  int dev = 0, sms = 0;
+  if (cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return static_cast<int>(e);
+  if (cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+      e != cudaSuccess)
+    return static_cast<int>(e);
+  const int64_t total = int64_t{p.m_blocks} * p.heads * p.batch;
+  if (total > INT32_MAX) return static_cast<int>(cudaErrorInvalidValue);
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(total, sms)));
   kernel<<<grid, kThreads, kSmem, stream>>>(tq, tk, tv, p);
   return static_cast<int>(cudaGetLastError());
 }
