@@ -325,9 +325,10 @@ __device__ __forceinline__ void write_rows(const Params& p, const float (&o_acc)
 //   kPingpong: kOverlap, and the two warpgroups take turns to issue their matrix products
 //     (named barriers), so that one's softmax runs while the other's products use the tensor
 //     cores.
-// The grid is persistent: block c takes work tiles (128 query rows of one head) c, c + grid,
-// ...; the producer loads the next tile's Q as soon as the consumers are done with this one's,
-// so loads overlap the last P·V and the output writes.
+// Work tiles are 128 query rows of one head; block c takes tiles c, c + grid, ... With a grid of
+// one block per tile that is one tile each; with a persistent grid (one block per
+// multiprocessor) the producer loads the next tile's Q as soon as the consumers are done with
+// this one's, so the loads overlap the last P·V and the output writes.
 template <class T, int D, int kVariant, int BN>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
@@ -612,7 +613,18 @@ int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, cons
     return static_cast<int>(e);
   const int64_t total = int64_t{p.m_blocks} * p.heads * p.batch;
   if (total > INT32_MAX) return static_cast<int>(cudaErrorInvalidValue);
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(total, sms)));
+  // Persistent (one block per multiprocessor, each looping over work tiles) pays where there
+  // are few tiles per multiprocessor, so that a block's start and its output writes are a large
+  // part of its time; with many, one block per tile measured faster (kernels/README.md).
+  // CPBENCH_SM90_PERSISTENT overrides, for measurements and tests: 0 one block per tile, 1 one
+  // per multiprocessor, n >= 2 at most n blocks.
+  const char* penv = std::getenv("CPBENCH_SM90_PERSISTENT");
+  int64_t blocks = total < 12 * int64_t{sms} ? sms : total;
+  if (penv != nullptr && *penv != '\0') {
+    const long n = std::strtol(penv, nullptr, 10);
+    blocks = n == 0 ? total : n == 1 ? sms : n;
+  }
+  const dim3 grid(static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, total)));
   kernel<<<grid, kThreads, kSmem, stream>>>(tq, tk, tv, p);
   return static_cast<int>(cudaGetLastError());
 }
@@ -653,10 +665,10 @@ int attention_forward(ActType t, const DevView& q, const DevView& k, const DevVi
   // CPBENCH_SM90_VARIANT (serial | overlap | pingpong) picks the consumer loop and
   // CPBENCH_SM90_BLOCK_N (128 | 176) the key tile of full masks; both for measurements.
   const char* env = std::getenv("CPBENCH_SM90_VARIANT");
-  const int variant = env == nullptr                    ? kOverlap
-                      : std::strcmp(env, "serial") == 0   ? kSerial
-                      : std::strcmp(env, "pingpong") == 0 ? kPingpong
-                                                          : kOverlap;
+  const int variant = env == nullptr                   ? kPingpong
+                      : std::strcmp(env, "serial") == 0  ? kSerial
+                      : std::strcmp(env, "overlap") == 0 ? kOverlap
+                                                         : kPingpong;
   const char* nenv = std::getenv("CPBENCH_SM90_BLOCK_N");
   const bool wide = mask_kind != 2 && q.dim == 128 &&
                     (nenv == nullptr || std::strcmp(nenv, "128") != 0);

@@ -751,16 +751,20 @@ TEST_P(AttentionKernels, RepeatedLaunchesAreBitwiseIdentical) {
                        << " S=2048 H=8 Hkv=2 d=128 causal: LSE elements differing between runs";
 }
 
-// The Hopper kernel's consumer-loop variants and key tiles, selectable for measurements through
-// CPBENCH_SM90_VARIANT and CPBENCH_SM90_BLOCK_N, each compute the same function: a few shapes
-// across the masks, GQA, packed K/V, a head slice and an accumulating split, for every choice.
+// The Hopper kernel's consumer-loop variants, key tiles and grids, selectable for measurements
+// through CPBENCH_SM90_VARIANT, CPBENCH_SM90_BLOCK_N and CPBENCH_SM90_PERSISTENT, each compute
+// the same function: a few shapes across the masks, GQA, packed K/V, a head slice and an
+// accumulating split, for every choice. A grid of 3 blocks makes each block take many work
+// tiles of different lengths, so stage and phase carry over from tile to tile.
 TEST_P(AttentionKernels, EveryHopperVariantMatchesFp64) {
   if (kernel() != AttentionKernel::hopper) GTEST_SKIP() << "variants are the Hopper kernel's";
   for (const char* variant : {"serial", "overlap", "pingpong"})
-    for (const char* block_n : {"128", "176"}) {
+    for (const char* block_n : {"128", "176"})
+      for (const char* grid : {"0", "3"}) {
       testing_support::ScopedEnv v("CPBENCH_SM90_VARIANT", variant);
       testing_support::ScopedEnv n("CPBENCH_SM90_BLOCK_N", block_n);
-      SCOPED_TRACE(std::string("variant ") + variant + " block_n " + block_n);
+      testing_support::ScopedEnv pg("CPBENCH_SM90_PERSISTENT", grid);
+      SCOPED_TRACE(std::string("variant ") + variant + " block_n " + block_n + " grid " + grid);
       std::vector<Problem> ps;
       for (int64_t d : {64, 128})
         for (auto [mask, diag] : {std::pair<int, int64_t>{kFull, 0}, {kCausal, 0}, {kCausal, 150},
