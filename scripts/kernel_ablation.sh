@@ -11,19 +11,22 @@ B=${1:-${BUILD_DIR:-/tmp/cpbench-kbench}}
 OUT=${OUT:-$PWD/out-kbench}
 mkdir -p "$OUT"
 work=$(mktemp -d)
-# version: variant block_n grid (grid: 0 one block per tile, 1 persistent, auto: the default)
+# version: variant block_n stages grid (grid: 0 one block per tile, 1 persistent, auto: the
+# default)
 versions=(
-  "v1-serial serial 128 0"
-  "v2-overlap overlap 128 0"
-  "v3-pingpong pingpong 128 0"
-  "v4-tile176 pingpong 176 0"
-  "v5-persistent pingpong 176 1"
-  "final pingpong 176 auto"
+  "v1-serial serial 128 2 0"
+  "v2-overlap overlap 128 2 0"
+  "v3-pingpong pingpong 128 2 0"
+  "v4-tile176 pingpong 176 2 0"
+  "v5-persistent pingpong 176 2 1"
+  "v6-3stages pingpong 128 3 1"
+  "final pingpong 176 2 auto"
 )
 for v in "${versions[@]}"; do
-  read -r name variant block_n grid <<< "$v"
-  echo "== $name (variant $variant, full-mask key tile $block_n, grid $grid)"
+  read -r name variant block_n stages grid <<< "$v"
+  echo "== $name (variant $variant, full-mask key tile $block_n, $stages stages, grid $grid)"
   env CPBENCH_SM90_VARIANT="$variant" CPBENCH_SM90_BLOCK_N="$block_n" \
+    CPBENCH_SM90_STAGES="$stages" \
     ${grid:+$([[ $grid == auto ]] || echo CPBENCH_SM90_PERSISTENT="$grid")} \
     python3 benchmarks/attention_vs_sdpa.py --lib "$B/benchmarks/libcpbench_attention_capi.so" \
     --out "$work/$name" --sdpa cudnn --head-dims 128 --seqs 2048,4096,16384 --ring-sq 4096 \

@@ -3,7 +3,7 @@
 //
 // Block: 128 query rows of one (batch, head); 384 threads = 3 warpgroups.
 //   warpgroup 0, producer: one thread issues the bulk tensor copies (TMA) of the Q tile once and
-//     of each K and V tile into a ring of kStages shared-memory stages, each completing on an
+//     of each K and V tile into a ring of ST shared-memory stages, each completing on an
 //     mbarrier ("full"); it waits for the consumers to release a stage ("empty") before reusing
 //     it. Its registers are given to the consumers (setmaxnreg).
 //   warpgroups 1 and 2, consumers: 64 query rows each. Per key tile of 128 keys:
@@ -40,7 +40,6 @@ namespace {
 constexpr int kBlockM = 128;  // query rows per block (two consumer warpgroups of 64)
 // Keys per tile (BN): 128 with a causal mask (less work wasted on the diagonal), 176 without
 // (fewer, longer tiles: FlashAttention-3's choice for head_dim 128).
-constexpr int kStages = 2;    // K/V ring depth
 constexpr int kThreads = 384;
 constexpr int kSlabRow = 128;  // bytes of one swizzled row: 64 elements of 2 bytes
 constexpr int kSwizzleAtom = 8 * kSlabRow;  // 8 rows: wgmma's stride between core groups
@@ -329,7 +328,7 @@ __device__ __forceinline__ void write_rows(const Params& p, const float (&o_acc)
 // one block per tile that is one tile each; with a persistent grid (one block per
 // multiprocessor) the producer loads the next tile's Q as soon as the consumers are done with
 // this one's, so the loads overlap the last P·V and the output writes.
-template <class T, int D, int kVariant, int BN>
+template <class T, int D, int kVariant, int BN, int ST>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                      const __grid_constant__ CUtensorMap tv, const Params p) {
@@ -341,15 +340,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
   const uint32_t s_q = base;
   const uint32_t s_k = s_q + kQBytes;
-  const uint32_t s_v = s_k + kStages * kKVBytes;
+  const uint32_t s_v = s_k + ST * kKVBytes;
   // mbarriers: Q loaded, Q released; per stage K loaded, V loaded, K released, V released. K and
   // V are released separately so that the next K can load while this tile's P·V still reads V.
-  const uint32_t bars = s_v + kStages * kKVBytes;
+  const uint32_t bars = s_v + ST * kKVBytes;
   const uint32_t full_q = bars, empty_q = bars + 8u;
   auto full_k = [&](int s) { return bars + 8u * (2 + s); };
-  auto full_v = [&](int s) { return bars + 8u * (2 + kStages + s); };
-  auto empty_k = [&](int s) { return bars + 8u * (2 + 2 * kStages + s); };
-  auto empty_v = [&](int s) { return bars + 8u * (2 + 3 * kStages + s); };
+  auto full_v = [&](int s) { return bars + 8u * (2 + ST + s); };
+  auto empty_k = [&](int s) { return bars + 8u * (2 + 2 * ST + s); };
+  auto empty_v = [&](int s) { return bars + 8u * (2 + 3 * ST + s); };
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wg = warp / 4;
   const int total = p.m_blocks * p.heads * p.batch;
@@ -366,7 +365,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (threadIdx.x == 0) {
     mbar_init(full_q, 1);
     mbar_init(empty_q, 8);  // one arrival per consumer warp
-    for (int s = 0; s < kStages; ++s) {
+    for (int s = 0; s < ST; ++s) {
       mbar_init(full_k(s), 1);
       mbar_init(full_v(s), 1);
       mbar_init(empty_k(s), 8);
@@ -392,8 +391,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         mbar_expect_tx(full_q, kQBytes);
         for (int c = 0; c < kSlabs; ++c) tma_load(s_q + c * kQSlab, &tq, full_q, 64 * c, h, m0, b);
         for (int t = 0; t < n_tiles; ++t, ++it) {
-          const int s = it % kStages;
-          const uint32_t phase = (it / kStages) & 1;
+          const int s = it % ST;
+          const uint32_t phase = (it / ST) & 1;
           mbar_wait(empty_k(s), phase ^ 1);
           mbar_expect_tx(full_k(s), kKVBytes);
           for (int c = 0; c < kSlabs; ++c)
@@ -448,8 +447,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       ++q_uses;
     }
     auto qk = [&](int s) { issue_qk<T, D, BN>(sc, s_q + g * 64 * kSlabRow, s_k + s * kKVBytes); };
-    auto stage = [&](int t) { return (it + t) % kStages; };
-    auto phase = [&](int t) { return static_cast<uint32_t>(((it + t) / kStages) & 1); };
+    auto stage = [&](int t) { return (it + t) % ST; };
+    auto phase = [&](int t) { return static_cast<uint32_t>(((it + t) / ST) & 1); };
 
     if constexpr (kVariant == kSerial) {
       for (int t = 0; t < n_tiles_g; ++t) {
@@ -573,7 +572,7 @@ bool make_map(CUtensorMap* map, ActType t, const DevView& v, int rows) {
             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <class T, int D, int kVariant, int BN>
+template <class T, int D, int kVariant, int BN, int ST>
 int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, const DevView& o,
            const DevView& lse, int mask_kind, int64_t diag, float scale, bool accumulate,
            cudaStream_t stream) {
@@ -599,9 +598,9 @@ int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, cons
   p.mask_kind = mask_kind;
   p.scale_log2 = scale * kLog2e;
   p.accumulate = accumulate ? 1 : 0;
-  constexpr int kSmem = 1024 + (D / 64) * (kBlockM + 2 * kStages * BN) * kSlabRow +
-                        8 * (2 + 4 * kStages);
-  auto kernel = flash_fwd_kernel<T, D, kVariant, BN>;
+  constexpr int kSmem = 1024 + (D / 64) * (kBlockM + 2 * ST * BN) * kSlabRow + 8 * (2 + 4 * ST);
+  static_assert(kSmem <= 227 * 1024, "shared memory");
+  auto kernel = flash_fwd_kernel<T, D, kVariant, BN, ST>;
   if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            kSmem);
       e != cudaSuccess)
@@ -669,25 +668,26 @@ int attention_forward(ActType t, const DevView& q, const DevView& k, const DevVi
                       : std::strcmp(env, "serial") == 0  ? kSerial
                       : std::strcmp(env, "overlap") == 0 ? kOverlap
                                                          : kPingpong;
+  // Tiles: (key tile, stages) = (176, 2) for full masks at head_dim 128, else (128, 2);
+  // CPBENCH_SM90_BLOCK_N=128 and CPBENCH_SM90_STAGES=3 select the others, for measurements.
   const char* nenv = std::getenv("CPBENCH_SM90_BLOCK_N");
-  const bool wide = mask_kind != 2 && q.dim == 128 &&
+  const char* senv = std::getenv("CPBENCH_SM90_STAGES");
+  const bool three = senv != nullptr && std::strcmp(senv, "3") == 0;
+  const bool wide = !three && mask_kind != 2 && q.dim == 128 &&
                     (nenv == nullptr || std::strcmp(nenv, "128") != 0);
   auto run = [&](auto tag_t, auto tag_d) {
     using T = decltype(tag_t);
     constexpr int kD = decltype(tag_d)::value;
-    auto go = [&](auto tag_v, auto tag_n) {
-      return launch<T, kD, decltype(tag_v)::value, decltype(tag_n)::value>(
-          t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
+    auto go = [&](auto tag_v) {
+      constexpr int kV = decltype(tag_v)::value;
+      if (wide) return launch<T, kD, kV, 176, 2>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
+      if (three) return launch<T, kD, kV, 128, 3>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
+      return launch<T, kD, kV, 128, 2>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
     };
-    using N128 = std::integral_constant<int, 128>;
-    using N176 = std::integral_constant<int, 176>;
-    using VS = std::integral_constant<int, kSerial>;
-    using VO = std::integral_constant<int, kOverlap>;
-    using VP = std::integral_constant<int, kPingpong>;
     switch (variant) {
-      case kSerial: return wide ? go(VS{}, N176{}) : go(VS{}, N128{});
-      case kPingpong: return wide ? go(VP{}, N176{}) : go(VP{}, N128{});
-      default: return wide ? go(VO{}, N176{}) : go(VO{}, N128{});
+      case kSerial: return go(std::integral_constant<int, kSerial>{});
+      case kOverlap: return go(std::integral_constant<int, kOverlap>{});
+      default: return go(std::integral_constant<int, kPingpong>{});
     }
   };
   using D64 = std::integral_constant<int, 64>;

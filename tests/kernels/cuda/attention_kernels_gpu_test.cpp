@@ -752,19 +752,24 @@ TEST_P(AttentionKernels, RepeatedLaunchesAreBitwiseIdentical) {
 }
 
 // The Hopper kernel's consumer-loop variants, key tiles and grids, selectable for measurements
-// through CPBENCH_SM90_VARIANT, CPBENCH_SM90_BLOCK_N and CPBENCH_SM90_PERSISTENT, each compute
+// through CPBENCH_SM90_VARIANT, CPBENCH_SM90_BLOCK_N, CPBENCH_SM90_STAGES and
+// CPBENCH_SM90_PERSISTENT, each compute
 // the same function: a few shapes across the masks, GQA, packed K/V, a head slice and an
 // accumulating split, for every choice. A grid of 3 blocks makes each block take many work
 // tiles of different lengths, so stage and phase carry over from tile to tile.
 TEST_P(AttentionKernels, EveryHopperVariantMatchesFp64) {
   if (kernel() != AttentionKernel::hopper) GTEST_SKIP() << "variants are the Hopper kernel's";
   for (const char* variant : {"serial", "overlap", "pingpong"})
-    for (const char* block_n : {"128", "176"})
+    for (auto [block_n, stages] : {std::pair<const char*, const char*>{"128", "2"},
+                                   {"176", "2"},
+                                   {"128", "3"}})
       for (const char* grid : {"0", "3"}) {
       testing_support::ScopedEnv v("CPBENCH_SM90_VARIANT", variant);
       testing_support::ScopedEnv n("CPBENCH_SM90_BLOCK_N", block_n);
+      testing_support::ScopedEnv st("CPBENCH_SM90_STAGES", stages);
       testing_support::ScopedEnv pg("CPBENCH_SM90_PERSISTENT", grid);
-      SCOPED_TRACE(std::string("variant ") + variant + " block_n " + block_n + " grid " + grid);
+      SCOPED_TRACE(std::string("variant ") + variant + " block_n " + block_n + " stages " +
+                   stages + " grid " + grid);
       std::vector<Problem> ps;
       for (int64_t d : {64, 128})
         for (auto [mask, diag] : {std::pair<int, int64_t>{kFull, 0}, {kCausal, 0}, {kCausal, 150},
