@@ -207,35 +207,55 @@ __device__ __forceinline__ void mask_tile(float (&sc)[BN / 2], const Params& p, 
       }
 }
 
-// Online softmax step for this thread's two rows (a row's 128 scores sit in the 4 threads of a
+// Online softmax step for this thread's two rows (a row's BN scores sit in the 4 threads of a
 // quad): turns the scores into probabilities in place, updates the running max and sum, and
-// returns in corr the factor the output so far must be scaled by.
+// returns in corr the factor the output so far must be scaled by. The max and the sum are
+// reduced over kLanes independent partials: one serial chain of BN/4 dependent operations per
+// row stalled the warps on fixed-latency dependencies (ncu: twice cuDNN's "wait" stalls).
 template <int BN>
 __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&m_run)[2],
                                              float (&l_run)[2], float (&corr)[2], float scale_log2) {
+  constexpr int kChunks = BN / 8;  // 8-key chunks; each thread holds 2 keys of each per row
+  constexpr int kLanes = 4;        // independent partial results per row
+  float mx[2][kLanes];
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int j = 0; j < kLanes; ++j) mx[r][j] = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i)
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      mx[r][i % kLanes] = fmaxf(mx[r][i % kLanes], fmaxf(sc[4 * i + 2 * r], sc[4 * i + 2 * r + 1]));
+  float m_use[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float mx = -INFINITY;
-#pragma unroll
-    for (int i = 0; i < BN / 8; ++i)
-      mx = fmaxf(mx, fmaxf(sc[4 * i + 2 * r], sc[4 * i + 2 * r + 1]));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(m_run[r], mx * scale_log2);
-    const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet
-    corr[r] = ex2(m_run[r] - m_use);
+    float m = fmaxf(fmaxf(mx[r][0], mx[r][1]), fmaxf(mx[r][2], mx[r][3]));
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+    const float m_new = fmaxf(m_run[r], m * scale_log2);
+    m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet
+    corr[r] = ex2(m_run[r] - m_use[r]);
     m_run[r] = m_new;
-    float sum = 0.0f;
+  }
+  float sum[2][kLanes];
 #pragma unroll
-    for (int i = 0; i < BN / 8; ++i)
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int j = 0; j < kLanes; ++j) sum[r][j] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i)
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const float pv = ex2(fmaf(sc[4 * i + 2 * r + e], scale_log2, -m_use));
+        const float pv = ex2(fmaf(sc[4 * i + 2 * r + e], scale_log2, -m_use[r]));
         sc[4 * i + 2 * r + e] = pv;
-        sum += pv;
+        sum[r][i % kLanes] += pv;
       }
-    l_run[r] = l_run[r] * corr[r] + sum;
-  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+    l_run[r] = l_run[r] * corr[r] + ((sum[r][0] + sum[r][1]) + (sum[r][2] + sum[r][3]));
 }
 
 template <int D>
