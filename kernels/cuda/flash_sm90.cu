@@ -632,13 +632,15 @@ int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, cons
     return static_cast<int>(e);
   const int64_t total = int64_t{p.m_blocks} * p.heads * p.batch;
   if (total > INT32_MAX) return static_cast<int>(cudaErrorInvalidValue);
-  // Persistent (one block per multiprocessor, each looping over work tiles) pays where there
-  // are few tiles per multiprocessor, so that a block's start and its output writes are a large
-  // part of its time; with many, one block per tile measured faster (kernels/README.md).
+  // Persistent (one block per multiprocessor, each looping over work tiles) overlaps a tile's
+  // output writes with the next tile's loads; it measured as fast or faster for full masks at
+  // every length. With a causal mask tiles differ in length and the static round-robin
+  // unbalances the blocks when there are many tiles, so there it is used only below 12 tiles
+  // per multiprocessor (kernels/README.md).
   // CPBENCH_SM90_PERSISTENT overrides, for measurements and tests: 0 one block per tile, 1 one
   // per multiprocessor, n >= 2 at most n blocks.
   const char* penv = std::getenv("CPBENCH_SM90_PERSISTENT");
-  int64_t blocks = total < 12 * int64_t{sms} ? sms : total;
+  int64_t blocks = mask_kind != 2 || total < 12 * int64_t{sms} ? sms : total;
   if (penv != nullptr && *penv != '\0') {
     const long n = std::strtol(penv, nullptr, 10);
     blocks = n == 0 ? total : n == 1 ? sms : n;
