@@ -29,7 +29,7 @@ for v in "${versions[@]}"; do
     CPBENCH_SM90_STAGES="$stages" \
     ${grid:+$([[ $grid == auto ]] || echo CPBENCH_SM90_PERSISTENT="$grid")} \
     python3 benchmarks/attention_vs_sdpa.py --lib "$B/benchmarks/libcpbench_attention_capi.so" \
-    --out "$work/$name" --sdpa cudnn --head-dims 128 --seqs 2048,4096,8192,16384 --ring-sq 4096 \
+    --out "$work/$name" --sdpa cudnn --head-dims 128 --seqs 2048,4096,8192,16384,32768 --ring-sq 4096 \
     --ring-factors 2 --no-kernel-names > "$work/$name.log" 2>&1 || echo "$name: benchmark failed"
   tail -1 "$work/$name.log"
 done

@@ -344,10 +344,12 @@ __device__ __forceinline__ void write_rows(const Params& p, const float (&o_acc)
 //   kPingpong: kOverlap, and the two warpgroups take turns to issue their matrix products
 //     (named barriers), so that one's softmax runs while the other's products use the tensor
 //     cores.
-// Work tiles are 128 query rows of one head; block c takes tiles c, c + grid, ... With a grid of
-// one block per tile that is one tile each; with a persistent grid (one block per
-// multiprocessor) the producer loads the next tile's Q as soon as the consumers are done with
-// this one's, so the loads overlap the last P·V and the output writes.
+// Work tiles are 128 query rows of one head. With a grid of one block per tile each block takes
+// one; with a persistent grid (one block per multiprocessor) block c takes one tile from each
+// round of `grid` consecutive tiles, position c in even rounds and grid - 1 - c in odd ones
+// (a snake: with causal tiles in descending length, a long tile is paired with a short one),
+// and the producer loads the next tile's Q as soon as the consumers are done with this one's,
+// so the loads overlap the last P·V and the output writes.
 template <class T, int D, int kVariant, int BN, int ST>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
@@ -381,6 +383,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     b = bh / p.heads;
   };
   auto tiles_for = [&](int rows_end) { return (keys_seen(p, min(rows_end, p.sq)) + BN - 1) / BN; };
+  const int rounds = (total + static_cast<int>(gridDim.x) - 1) / static_cast<int>(gridDim.x);
+  auto tile_of = [&](int round) {  // this block's tile in a round; >= total: none
+    const int c = static_cast<int>(blockIdx.x), g = static_cast<int>(gridDim.x);
+    return round * g + (round % 2 == 0 ? c : g - 1 - c);
+  };
 
   if (threadIdx.x == 0) {
     mbar_init(full_q, 1);
@@ -400,7 +407,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
     if (warp == 0 && lane == 0) {
       int it = 0, q_uses = 0;  // K/V stage uses and Q loads so far: they give stage and phase
-      for (int tile = blockIdx.x; tile < total; tile += gridDim.x) {
+      for (int round = 0; round < rounds; ++round) {
+        const int tile = tile_of(round);
+        if (tile >= total) continue;
         int m0, h, b;
         work(tile, m0, h, b);
         const int n_tiles = tiles_for(m0 + kBlockM);
@@ -452,7 +461,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int i = 0; i < BN / 2; ++i) sc[i] = 0.0f;
   uint32_t pa[BN / 16][4];
   int it = 0, q_uses = 0;
-  for (int tile = blockIdx.x; tile < total; tile += gridDim.x) {
+  for (int round = 0; round < rounds; ++round) {
+    const int tile = tile_of(round);
+    if (tile >= total) continue;
     int m0, h, b;
     work(tile, m0, h, b);
     const int n_tiles = tiles_for(m0 + kBlockM);
@@ -631,7 +642,7 @@ int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, cons
       e != cudaSuccess)
     return static_cast<int>(e);
   const int64_t total = int64_t{p.m_blocks} * p.heads * p.batch;
-  if (total > INT32_MAX) return static_cast<int>(cudaErrorInvalidValue);
+  if (total > INT32_MAX / 2) return static_cast<int>(cudaErrorInvalidValue);  // tile_of stays in int
   // Persistent (one block per multiprocessor, each looping over work tiles) overlaps a tile's
   // output writes with the next tile's loads; it measured as fast or faster for full masks at
   // every length. With a causal mask tiles differ in length and the static round-robin
