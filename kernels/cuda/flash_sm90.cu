@@ -645,13 +645,15 @@ int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, cons
   if (total > INT32_MAX / 2) return static_cast<int>(cudaErrorInvalidValue);  // tile_of stays in int
   // Persistent (one block per multiprocessor, each looping over work tiles) overlaps a tile's
   // output writes with the next tile's loads; it measured as fast or faster for full masks at
-  // every length. With a causal mask tiles differ in length and the static round-robin
-  // unbalances the blocks when there are many tiles, so there it is used only below 12 tiles
-  // per multiprocessor (kernels/README.md).
+  // every length. With a causal mask tiles differ in length and a static assignment leaves
+  // the blocks unequal work when there are many tiles (one block per tile, scheduled by the
+  // hardware as multiprocessors free up, measured faster from 32 tiles per multiprocessor, i.e.
+  // 16K tokens with 32 heads), so there it is used below 16 tiles per multiprocessor
+  // (kernels/README.md).
   // CPBENCH_SM90_PERSISTENT overrides, for measurements and tests: 0 one block per tile, 1 one
   // per multiprocessor, n >= 2 at most n blocks.
   const char* penv = std::getenv("CPBENCH_SM90_PERSISTENT");
-  int64_t blocks = mask_kind != 2 || total < 12 * int64_t{sms} ? sms : total;
+  int64_t blocks = mask_kind != 2 || total < 16 * int64_t{sms} ? sms : total;
   if (penv != nullptr && *penv != '\0') {
     const long n = std::strtol(penv, nullptr, 10);
     blocks = n == 0 ? total : n == 1 ? sms : n;
