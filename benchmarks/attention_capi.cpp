@@ -84,7 +84,7 @@ CPB_CAPI const char* cpb_hopper_unsupported_reason(int64_t heads, int64_t kv_hea
   return why != nullptr ? why : "not supported (no reason given)";
 }
 
-// "automatic", "portable" or "hopper" (whatever kernels.hpp calls them); "invalid" otherwise.
+// "auto", "portable" or "hopper" (whatever kernels.hpp calls them); "invalid" otherwise.
 CPB_CAPI const char* cpb_kernel_name(int kernel) {
   if (kernel < 0 || kernel > 2) return "invalid";
   return cc::attention_kernel_name(static_cast<cc::AttentionKernel>(kernel));

@@ -34,12 +34,14 @@ def side_by_side(run):
         by.setdefault(label(r), {})[r["impl"]] = r
     for shape, impls in by.items():
         o, f, c = impls.get("ours"), impls.get("sdpa-flash"), impls.get("sdpa-cudnn")
-        tf = lambda r: float(r["tflops"]) if r and r["tflops"] else None
-        fmt = lambda x: f"{x:.0f}" if x else "—"
+        num = lambda r, key: float(r[key]) if r and r["status"] == "ok" and r[key] else None
+        cell = lambda r, x: f"{x:.0f}" if x else (r["status"] if r else "—")
         ratio = lambda a, b: f"{a / b:.2f}" if a and b else "—"
-        print(f'| {shape} | {float(o["floor_ms"]):.3f} | {float(o["ms_median"]):.3f} | '
-              f'{fmt(tf(o))} | {fmt(tf(f))} | {fmt(tf(c))} | {ratio(tf(o), tf(c))} | '
-              f'{ratio(tf(o), tf(f))} |')
+        to, tf_, tc = num(o, "tflops"), num(f, "tflops"), num(c, "tflops")
+        floor = f'{float(o["floor_ms"]):.3f}' if o and o["floor_ms"] else "—"
+        ms = num(o, "ms_median")
+        print(f'| {shape} | {floor} | {f"{ms:.3f}" if ms else "—"} | {cell(o, to)} | '
+              f'{cell(f, tf_)} | {cell(c, tc)} | {ratio(to, tc)} | {ratio(to, tf_)} |')
     print()
 
 
@@ -63,7 +65,8 @@ def ablation(run):
         vals = []
         for s in shapes:
             r = cell.get((ver, impl, s))
-            vals.append(f'{float(r["tflops"]):.0f}' if r and r["tflops"] else "—")
+            ok = r and r["status"] == "ok" and r["tflops"]
+            vals.append(f'{float(r["tflops"]):.0f}' if ok else (r["status"] if r else "—"))
         print(f"| {v} | " + " | ".join(vals) + " |")
     print()
 

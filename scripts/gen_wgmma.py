@@ -5,13 +5,14 @@ the wrappers are generated rather than typed: `python3 scripts/gen_wgmma.py > ke
 
   wgmma_ss<N>(d, desc_a, desc_b, scale_d)   D(64xN, f32) (+)= A(64x16, smem) * B(16xN, smem),
                                             both K-major (no transpose)
-  wgmma_rs<N, T, TB>(d, a, desc_b, scale_d) the same with A from registers (4 x b32 per thread);
-                                            TB = 1: B N-major (transposed), as P*V needs;
-                                            TB = 0: B K-major, as Q*K^T with Q in registers needs
-for N in {64, 128, 176} and element types bf16 and f16.
+  wgmma_rs<N, T, TB>(d, a, desc_b, scale_d) the same with A from registers (4 x b32 per thread)
+                                            and B N-major (TB = 1, transposed), as P*V needs
+for the N the kernel uses (S = QK^T: the key tiles 128 and 176; P*V: the head dims 64 and 128)
+and element types bf16 and f16.
 """
 
-NS = (64, 128, 176)  # 176: the key tile of the full-mask kernel
+SS_NS = (128, 176)  # key tiles
+RS_NS = (64, 128)  # head dims
 TYPES = (("bf16", "__nv_bfloat16"), ("f16", "__half"))
 
 
@@ -64,11 +65,11 @@ def main():
     print("template <int N, class T, int TB>")
     print("__device__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b,")
     print("                         int scale_d);\n")
-    for n in NS:
-        for ptx_t, cpp_t in TYPES:
+    for ptx_t, cpp_t in TYPES:
+        for n in SS_NS:
             print(emit_ss(n, ptx_t, cpp_t))
-            for tb in (0, 1):
-                print(emit_rs(n, ptx_t, cpp_t, tb))
+        for n in RS_NS:
+            print(emit_rs(n, ptx_t, cpp_t, 1))
     print("}  // namespace cpb::cuda::sm90")
 
 

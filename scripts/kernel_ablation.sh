@@ -11,6 +11,7 @@ B=${1:-${BUILD_DIR:-/tmp/cpbench-kbench}}
 OUT=${OUT:-$PWD/out-kbench}
 mkdir -p "$OUT"
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 # version: variant block_n stages grid (grid: 0 one block per tile, 1 persistent, auto: the
 # default)
 versions=(
@@ -25,7 +26,8 @@ versions=(
 for v in "${versions[@]}"; do
   read -r name variant block_n stages grid <<< "$v"
   echo "== $name (variant $variant, full-mask key tile $block_n, $stages stages, grid $grid)"
-  env CPBENCH_SM90_VARIANT="$variant" CPBENCH_SM90_BLOCK_N="$block_n" \
+  env -u CPBENCH_SM90_PERSISTENT -u CPBENCH_ATTENTION_KERNEL \
+    CPBENCH_SM90_VARIANT="$variant" CPBENCH_SM90_BLOCK_N="$block_n" \
     CPBENCH_SM90_STAGES="$stages" \
     ${grid:+$([[ $grid == auto ]] || echo CPBENCH_SM90_PERSISTENT="$grid")} \
     python3 benchmarks/attention_vs_sdpa.py --lib "$B/benchmarks/libcpbench_attention_capi.so" \
@@ -58,7 +60,7 @@ for r in rows:
 def cell(version, impl, key):
     for r in rows:
         if r["version"] == version and r["impl"] == impl and (r["mask"], int(r["sq"]), int(r["sk"])) == key:
-            return f'{float(r["tflops"]):.0f}' if r["tflops"] else r["status"]
+            return f'{float(r["tflops"]):.0f}' if r["status"] == "ok" and r["tflops"] else r["status"]
     return "-"
 print("| version | " + " | ".join(f"{m} {sq // 1024}K/{sk // 1024}K" for m, sq, sk in shapes) + " |")
 print("|---|" + "---|" * len(shapes))

@@ -8,7 +8,7 @@
 #
 # Environment: OUT (default ./out-kbench), BUILD_DIR (default /tmp/cpbench-kbench),
 # CPBENCH_GIT_SHA (recorded in the manifest; taken from git when unset and available).
-# Files under $OUT (eight, the most the lent machines send back):
+# Files under $OUT (eight: a remote runner may return only a few files):
 #   build.log            nvidia-smi, configure and build output
 #   gpu_tests.log        cpbench_gpu_tests --gtest_filter='*AttentionKernels*:CudaKernel*:CudaReference*'
 #   resource_usage.txt   cuobjdump --dump-resource-usage of the kernels library
@@ -16,7 +16,7 @@
 #   sdpa/                sdpa_side_by_side.{csv,md,png} and manifest.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export NCCL_NVLS_ENABLE=0  # NVLink multicast stays off on the lent machines
+export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}  # NVLink multicast stays off unless asked for
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-$PWD/out-kbench}
 mkdir -p "$OUT"

@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -24,8 +25,12 @@ namespace {
 constexpr int kMaxPerLane = 8;  // head_dim <= 256
 constexpr int kWarpsPerBlock = 4;
 
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+__device__ __forceinline__ float to_f(__half x) {
+  return __half2float(x);
+}
 
 template <class T>
 __device__ __forceinline__ const T* at(const DevView& v, int64_t b, int64_t t, int64_t h) {
@@ -207,25 +212,40 @@ __global__ void reference_kernel(const T* q, const T* k, const T* v, float* o, f
   lse[(b * T_ + t) * H + h] = m + logf(sum);
 }
 
-unsigned blocks_for(int64_t n, int per) { return static_cast<unsigned>((n + per - 1) / per); }
+unsigned blocks_for(int64_t n, int per) {
+  return static_cast<unsigned>((n + per - 1) / per);
+}
 
-// Whether the current device has compute capability 9.0 (the sm_90a image runs on nothing else).
+#ifdef CPBENCH_HAVE_SM90A
+// Whether the current device has compute capability 9.0 (the sm_90a image runs on nothing else),
+// asked of the runtime once per device: this is on the path of every launch.
 bool current_device_is_sm90() {
-  int dev = 0, major = 0, minor = 0;
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> known[kMaxDevices];  // 0 unknown, 1 yes, 2 no
+  int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (dev >= 0 && dev < kMaxDevices && known[dev].load(std::memory_order_relaxed) != 0)
+    return known[dev].load(std::memory_order_relaxed) == 1;
+  int major = 0, minor = 0;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
     return false;
-  return major == 9 && minor == 0;
+  const bool yes = major == 9 && minor == 0;
+  if (dev >= 0 && dev < kMaxDevices) known[dev].store(yes ? 1 : 2, std::memory_order_relaxed);
+  return yes;
 }
+#endif
 
 }  // namespace
 
 const char* attention_kernel_name(AttentionKernel k) {
   switch (k) {
-    case AttentionKernel::automatic: return "auto";
-    case AttentionKernel::portable: return "portable";
-    case AttentionKernel::hopper: return "hopper";
+    case AttentionKernel::automatic:
+      return "auto";
+    case AttentionKernel::portable:
+      return "portable";
+    case AttentionKernel::hopper:
+      return "hopper";
   }
   return "?";
 }
@@ -260,8 +280,7 @@ int attention_forward(ActType t, const DevView& q, const DevView& k, const DevVi
   if (which == AttentionKernel::hopper) {
 #ifdef CPBENCH_HAVE_SM90A
     if (!hopper_attention_supported(q, k, v)) return static_cast<int>(cudaErrorNotSupported);
-    return sm90::attention_forward(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate,
-                                   stream);
+    return sm90::attention_forward(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, stream);
 #else
     return static_cast<int>(cudaErrorNotSupported);
 #endif
@@ -270,11 +289,11 @@ int attention_forward(ActType t, const DevView& q, const DevView& k, const DevVi
   auto s = static_cast<cudaStream_t>(stream);
   const unsigned grid = blocks_for(rows, kWarpsPerBlock);
   if (t == ActType::bf16)
-    attention_kernel<__nv_bfloat16><<<grid, 32 * kWarpsPerBlock, 0, s>>>(
-        q, k, v, o, lse, mask_kind, diag, scale, accumulate);
+    attention_kernel<__nv_bfloat16>
+        <<<grid, 32 * kWarpsPerBlock, 0, s>>>(q, k, v, o, lse, mask_kind, diag, scale, accumulate);
   else
-    attention_kernel<__half><<<grid, 32 * kWarpsPerBlock, 0, s>>>(q, k, v, o, lse, mask_kind,
-                                                                  diag, scale, accumulate);
+    attention_kernel<__half>
+        <<<grid, 32 * kWarpsPerBlock, 0, s>>>(q, k, v, o, lse, mask_kind, diag, scale, accumulate);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -282,8 +301,8 @@ int merge_partials(const DevView& o, const DevView& lse, const DevView& part_o,
                    const DevView& part_lse, void* stream) {
   const int64_t rows = o.batch * o.tokens * o.heads;
   if (rows == 0) return 0;
-  merge_kernel<<<blocks_for(rows, 128), 128, 0, static_cast<cudaStream_t>(stream)>>>(
-      o, lse, part_o, part_lse);
+  merge_kernel<<<blocks_for(rows, 128), 128, 0, static_cast<cudaStream_t>(stream)>>>(o, lse, part_o,
+                                                                                     part_lse);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -320,9 +339,8 @@ int reference_attention(ActType t, const void* q, const void* k, const void* v, 
         kv_heads, dim, causal, scale);
   else
     reference_kernel<__half><<<grid, 128, 0, s>>>(
-        static_cast<const __half*>(q), static_cast<const __half*>(k),
-        static_cast<const __half*>(v), o, lse, batch, new_tokens, cached_tokens, heads, kv_heads,
-        dim, causal, scale);
+        static_cast<const __half*>(q), static_cast<const __half*>(k), static_cast<const __half*>(v),
+        o, lse, batch, new_tokens, cached_tokens, heads, kv_heads, dim, causal, scale);
   return static_cast<int>(cudaGetLastError());
 }
 

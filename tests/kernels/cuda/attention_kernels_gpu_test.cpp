@@ -43,7 +43,7 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInf = std::numeric_limits<float>::infinity();
 // Fills output memory outside the views: a launch must leave it as it was.
 constexpr float kOutside = -777.25f;
-constexpr int kFull = 1, kCausal = 2;  // attention_forward's mask_kind
+constexpr int kNone = 0, kFull = 1, kCausal = 2;  // attention_forward's mask_kind
 
 bool have_gpu() {
   static const bool yes = [] {
@@ -222,7 +222,9 @@ struct Problem {
     std::ostringstream s;
     s << act_str(act) << " B=" << batch << " Sq=" << sq << " Sk=" << sk << " H=" << heads
       << " Hkv=" << kv_heads << " d=" << dim;
-    if (mask == kFull)
+    if (mask == kNone)
+      s << " no key visible";
+    else if (mask == kFull)
       s << " full";
     else
       s << " causal diag=" << diag;
@@ -243,6 +245,7 @@ struct Problem {
 };
 
 int64_t visible_keys(int mask, int64_t diag, int64_t i, int64_t sk) {
+  if (mask == kNone) return 0;
   if (mask == kFull) return sk;
   return std::clamp<int64_t>(i + diag + 1, 0, sk);
 }
@@ -517,7 +520,7 @@ class AttentionKernels : public ::testing::TestWithParam<std::tuple<AttentionKer
 // rows (-1), the usual square one (0), the end-aligned one of a chunk after cached keys (Sk-Sq)
 // and one past the last key (Sk+10).
 std::vector<std::pair<int, int64_t>> masks_for(int64_t sq, int64_t sk) {
-  std::vector<std::pair<int, int64_t>> m{{kFull, 0}};
+  std::vector<std::pair<int, int64_t>> m{{kNone, 0}, {kFull, 0}};
   for (int64_t diag : {int64_t{-200}, int64_t{-1}, int64_t{0}, sk - sq, sk + 10})
     if (std::find(m.begin(), m.end(), std::pair{kCausal, diag}) == m.end())
       m.emplace_back(kCausal, diag);
@@ -760,38 +763,37 @@ TEST_P(AttentionKernels, RepeatedLaunchesAreBitwiseIdentical) {
 TEST_P(AttentionKernels, EveryHopperVariantMatchesFp64) {
   if (kernel() != AttentionKernel::hopper) GTEST_SKIP() << "variants are the Hopper kernel's";
   for (const char* variant : {"serial", "overlap", "pingpong"})
-    for (auto [block_n, stages] : {std::pair<const char*, const char*>{"128", "2"},
-                                   {"176", "2"},
-                                   {"128", "3"}})
+    for (auto [block_n, stages] :
+         {std::pair<const char*, const char*>{"128", "2"}, {"176", "2"}, {"128", "3"}})
       for (const char* grid : {"0", "3"}) {
-      testing_support::ScopedEnv v("CPBENCH_SM90_VARIANT", variant);
-      testing_support::ScopedEnv n("CPBENCH_SM90_BLOCK_N", block_n);
-      testing_support::ScopedEnv st("CPBENCH_SM90_STAGES", stages);
-      testing_support::ScopedEnv pg("CPBENCH_SM90_PERSISTENT", grid);
-      SCOPED_TRACE(std::string("variant ") + variant + " block_n " + block_n + " stages " +
-                   stages + " grid " + grid);
-      std::vector<Problem> ps;
-      for (int64_t d : {64, 128})
-        for (auto [mask, diag] : {std::pair<int, int64_t>{kFull, 0}, {kCausal, 0}, {kCausal, 150},
-                                  {kCausal, -3}}) {
-          Problem p = problem();
-          p.dim = d;
-          p.sq = 300;
-          p.sk = 450;
-          p.heads = 4;
-          p.kv_heads = 2;
-          p.batch = 2;
-          p.mask = mask;
-          p.diag = diag;
-          ps.push_back(p);
-          p.kv_cap = 500;
-          p.heads_total = 8;
-          p.head0 = 4;
-          p.split = 200;
-          ps.push_back(p);
-        }
-      run_all(ps);
-    }
+        testing_support::ScopedEnv v("CPBENCH_SM90_VARIANT", variant);
+        testing_support::ScopedEnv n("CPBENCH_SM90_BLOCK_N", block_n);
+        testing_support::ScopedEnv st("CPBENCH_SM90_STAGES", stages);
+        testing_support::ScopedEnv pg("CPBENCH_SM90_PERSISTENT", grid);
+        SCOPED_TRACE(std::string("variant ") + variant + " block_n " + block_n + " stages " +
+                     stages + " grid " + grid);
+        std::vector<Problem> ps;
+        for (int64_t d : {64, 128})
+          for (auto [mask, diag] :
+               {std::pair<int, int64_t>{kFull, 0}, {kCausal, 0}, {kCausal, 150}, {kCausal, -3}}) {
+            Problem p = problem();
+            p.dim = d;
+            p.sq = 300;
+            p.sk = 450;
+            p.heads = 4;
+            p.kv_heads = 2;
+            p.batch = 2;
+            p.mask = mask;
+            p.diag = diag;
+            ps.push_back(p);
+            p.kv_cap = 500;
+            p.heads_total = 8;
+            p.head0 = 4;
+            p.split = 200;
+            ps.push_back(p);
+          }
+        run_all(ps);
+      }
 }
 
 INSTANTIATE_TEST_SUITE_P(Each, AttentionKernels,
@@ -816,7 +818,8 @@ TEST(AttentionKernels, HopperIsTakenOnSm90ForTheViewsThatMatter) {
     GTEST_SKIP() << prop.name << " is compute capability " << prop.major << "." << prop.minor
                  << "; the Hopper kernel needs 9.0";
 #ifndef CPBENCH_HAVE_SM90A
-  GTEST_SKIP() << "this build has no sm_90a object (CPBENCH_HAVE_SM90A undefined)";
+  FAIL() << "a compute capability 9.0 GPU, but this build has no sm_90a object "
+            "(CPBENCH_HAVE_SM90A undefined: nvcc older than 12.5, or CPBENCH_ENABLE_SM90A=OFF)";
 #else
   testing_support::ScopedEnv no_override(kOverrideVar, nullptr);
   for (int64_t d : {128, 64}) {
