@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what cpbench needs to build and test, if it is missing: Debian/Ubuntu packages through
-# apt-get (run as root, or with sudo). Safe to run again: it installs nothing that is present.
+# apt-get (run as root, or with sudo), and the analysis package's Python dependencies
+# (analysis/requirements.txt) into .venv in the repository root. Safe to run again: it installs
+# nothing that is present.
 set -euo pipefail
 
 packages=(cmake ninja-build g++ git pkg-config libyaml-cpp-dev libfmt-dev libcli11-dev
-          nlohmann-json3-dev libgtest-dev libgmock-dev)
+          nlohmann-json3-dev libgtest-dev libgmock-dev
+          python3-venv chromium)  # analysis/: its venv, and the headless browser of its test
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,4 +33,13 @@ ver=$(cmake --version | head -1 | awk '{print $3}')
 if [[ $(printf '%s\n3.25.0\n' "$ver" | sort -V | head -1) != 3.25.0 ]]; then
   echo "bootstrap: cmake $ver is older than 3.25: install a newer cmake" >&2
   exit 2
+fi
+
+# analysis/: a venv with the pinned requirements; pip runs again only when the file changes.
+cd "$(dirname "$0")/.."
+[[ -x .venv/bin/python3 ]] || python3 -m venv .venv
+if ! cmp -s analysis/requirements.txt .venv/requirements.installed; then
+  echo "bootstrap: installing analysis/requirements.txt into .venv" >&2
+  .venv/bin/python3 -m pip install -q --disable-pip-version-check -r analysis/requirements.txt
+  cp analysis/requirements.txt .venv/requirements.installed
 fi
