@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 def find_cpbench() -> Path | None:
     if os.environ.get("CPBENCH"):
-        return Path(os.environ["CPBENCH"])
+        p = Path(os.environ["CPBENCH"])
+        return p if p.is_file() else None
     for preset in ("ci", "lead", "dev", "release"):
         p = ROOT / "build" / preset / "cpbench"
         if p.is_file():
