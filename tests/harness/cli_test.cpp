@@ -2,7 +2,6 @@
 // nothing; an invalid point becomes a record while the sweep goes on; --dry-run writes nothing;
 // --resume completes an interrupted run to the same set of points; attend round-trips .npy.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -16,6 +15,7 @@
 #include "harness/io/results.hpp"
 #include "harness/runner/runner.hpp"
 #include "strategies/strategy.hpp"
+#include "tests/support/cli_run.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace cpb {
@@ -23,23 +23,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CmdResult {
-  int code = -1;
-  std::string out;
-};
-
-CmdResult cpbench(const std::string& args) {
-  std::string cmd = std::string(CPBENCH_BINARY) + " " + args + " 2>&1";
-  CmdResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using testing_support::CmdResult;
+using testing_support::cpbench;
 
 class Cli : public ::testing::Test {
  protected:
