@@ -1,6 +1,7 @@
 // The cpbench command line: run (a YAML sweep), list (what is registered), attend (one strategy
-// on tensors from .npy files). Exit codes: 0 success; 1 the work ran but some point failed,
-// was invalid or gave a wrong answer; 2 bad input (usage, config, files), nothing written.
+// on tensors from .npy files), compare (the regression gate between two result sets). Exit
+// codes: 0 success; 1 the work ran but some point failed, was invalid or gave a wrong answer
+// (compare: a regression); 2 bad input (usage, config, files), nothing written.
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include "harness/config/config.hpp"
 #include "harness/core/mpi_world.hpp"
 #include "harness/io/npy.hpp"
+#include "harness/runner/compare.hpp"
 #include "harness/runner/runner.hpp"
 #include "harness/runner/stats.hpp"
 #include "harness/runner/sweep.hpp"
@@ -157,6 +159,44 @@ int cmd_attend(const AttendOptions& o) {
   return res->verify.ran && !res->verify.passed() ? 1 : 0;
 }
 
+struct CompareCliOptions {
+  std::vector<std::string> inputs;  // BASE NEW, or the run with --write-baseline
+  std::string write_baseline;
+  std::string metric = "time";
+  bool force = false;
+  CompareOptions stats;
+};
+
+int cmd_compare(const CompareCliOptions& o) {
+  if (!o.write_baseline.empty()) {
+    if (o.inputs.size() != 1)
+      return fail(
+          fmt::format("compare --write-baseline OUT.json takes one run folder, got {} "
+                      "paths",
+                      o.inputs.size()));
+    if (Status st = write_baseline(o.inputs[0], o.write_baseline, o.metric); !st.ok())
+      return fail(st.error().str());
+    std::printf("wrote baseline %s from %s\n", o.write_baseline.c_str(), o.inputs[0].c_str());
+    return 0;
+  }
+  if (o.inputs.size() != 2)
+    return fail(
+        fmt::format("compare takes BASE and NEW (run folders, results.jsonl or baseline "
+                    "files), got {} paths",
+                    o.inputs.size()));
+  auto base = load_result_set(o.inputs[0], o.metric);
+  if (!base) return fail(base.error().str());
+  auto fresh = load_result_set(o.inputs[1], o.metric);
+  if (!fresh) return fail(fresh.error().str());
+  if (Status st = check_same_machine(*base, *fresh); !st.ok()) {
+    if (!o.force) return fail(st.error().str());
+    std::fprintf(stderr, "warning: --force: %s\n", st.error().message.c_str());
+  }
+  const Comparison c = compare_results(*base, *fresh, o.stats);
+  std::fputs(render_markdown(c, *base, *fresh, o.stats).c_str(), stdout);
+  return c.failed() ? 1 : 0;
+}
+
 }  // namespace
 }  // namespace cpb
 
@@ -185,7 +225,9 @@ int main(int argc, char** argv) {
 namespace {
 int run_main(int argc, char** argv) {
   using namespace cpb;
-  CLI::App app{"cpbench: context-parallel attention benchmarks (run, list, attend)", "cpbench"};
+  CLI::App app{
+      "cpbench: context-parallel attention benchmarks (run, list, attend, compare)",
+      "cpbench"};
   app.require_subcommand(1);
   app.set_version_flag("--version", CPBENCH_VERSION);
 
@@ -226,6 +268,29 @@ int run_main(int argc, char** argv) {
   attend->add_option("--lse", ao.lse, "Output LSE [T, H] float32 .npy (natural log)");
   attend->add_flag("!--no-verify", ao.verify, "Skip the fp64 reference check");
 
+  CompareCliOptions co;
+  auto* compare = app.add_subcommand(
+      "compare", "Regression gate: per-point Mann-Whitney U test and threshold, BASE vs NEW");
+  compare
+      ->add_option("inputs", co.inputs,
+                   "BASE NEW: run folders, results.jsonl or baseline files (with "
+                   "--write-baseline: the one run folder to make it from)")
+      ->required();
+  compare
+      ->add_option("--threshold", co.stats.threshold,
+                   "Relative change of the median that counts (0.05 = 5%)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0));
+  compare->add_option("--alpha", co.stats.alpha, "Significance level of the one-sided test")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-12, 0.5));
+  compare->add_flag("--force", co.force, "Compare results from different machines");
+  compare->add_option("--metric", co.metric, "Record key holding the samples")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"time", "time_compute_only", "time_comm_only"}));
+  compare->add_option("--write-baseline", co.write_baseline,
+                      "Write a baseline file (cpbench.baseline/1) from one run folder instead");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -238,6 +303,7 @@ int run_main(int argc, char** argv) {
   }
   if (*list) return cmd_list();
   if (*attend) return cmd_attend(ao);
+  if (*compare) return cmd_compare(co);
   return 2;
 }
 }  // namespace
