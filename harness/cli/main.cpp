@@ -1,10 +1,18 @@
 // The cpbench command line: run (a YAML sweep), list (what is registered), attend (one strategy
-// on tensors from .npy files), compare (the regression gate between two result sets). Exit
-// codes: 0 success; 1 the work ran but some point failed, was invalid or gave a wrong answer
-// (compare: a regression); 2 bad input (usage, config, files), nothing written.
+// on tensors from .npy files), compare (the regression gate between two result sets), report
+// (the HTML page of a run, written by analysis/report.py). Exit codes: 0 success; 1 the work
+// ran but some point failed, was invalid or gave a wrong answer (compare: a regression);
+// 2 bad input (usage, config, files), nothing written.
 #include <CLI/CLI.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -197,6 +205,51 @@ int cmd_compare(const CompareCliOptions& o) {
   return c.failed() ? 1 : 0;
 }
 
+// `cpbench report RUN_DIR [...]` hands over to the Python analysis (python3 -m analysis.report)
+// run from the source tree; extra arguments are passed through. The interpreter: $CPBENCH_PYTHON,
+// else the source tree's .venv, else python3 on PATH.
+int cmd_report(const std::string& run_dir, const std::vector<std::string>& extra) {
+  namespace fs = std::filesystem;
+  const fs::path src = CPBENCH_SOURCE_DIR;
+  std::error_code ec;
+  if (!fs::is_directory(run_dir, ec))
+    return fail(fmt::format("{}: not a run folder (no such folder)", run_dir));
+  std::string python = "python3";
+  if (const char* env = std::getenv("CPBENCH_PYTHON"); env != nullptr && *env != '\0')
+    python = env;
+  else if (fs::exists(src / ".venv/bin/python3", ec))
+    python = (src / ".venv/bin/python3").string();
+  // The run folder is named relative to the caller's folder; the module runs in the source tree.
+  std::vector<std::string> args = {python, "-m", "analysis.report",
+                                   fs::absolute(run_dir, ec).string()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return fail(fmt::format("cannot start {}: {}", python, std::strerror(errno)));
+  if (pid == 0) {
+    if (::chdir(src.c_str()) != 0) {
+      std::fprintf(stderr, "error: cannot enter the source tree %s: %s\n", src.c_str(),
+                   std::strerror(errno));
+      ::_exit(2);
+    }
+    ::execvp(argv[0], argv.data());
+    std::fprintf(stderr,
+                 "error: cannot run %s: %s (set CPBENCH_PYTHON to a python3 with "
+                 "matplotlib, numpy and pandas)\n",
+                 argv[0], std::strerror(errno));
+    ::_exit(2);
+  }
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR)
+      return fail(fmt::format("waiting for {}: {}", python, std::strerror(errno)));
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  return fail(fmt::format("{} -m analysis.report was killed by signal {}", python, WTERMSIG(st)));
+}
+
 }  // namespace
 }  // namespace cpb
 
@@ -226,7 +279,7 @@ namespace {
 int run_main(int argc, char** argv) {
   using namespace cpb;
   CLI::App app{
-      "cpbench: context-parallel attention benchmarks (run, list, attend, compare)",
+      "cpbench: context-parallel attention benchmarks (run, list, attend, compare, report)",
       "cpbench"};
   app.require_subcommand(1);
   app.set_version_flag("--version", CPBENCH_VERSION);
@@ -291,6 +344,12 @@ int run_main(int argc, char** argv) {
   compare->add_option("--write-baseline", co.write_baseline,
                       "Write a baseline file (cpbench.baseline/1) from one run folder instead");
 
+  std::string report_dir;
+  auto* report =
+      app.add_subcommand("report", "Write RUN_DIR/report.html (python3 -m analysis.report)");
+  report->add_option("run_dir", report_dir, "Run folder")->required();
+  report->allow_extras();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -304,6 +363,7 @@ int run_main(int argc, char** argv) {
   if (*list) return cmd_list();
   if (*attend) return cmd_attend(ao);
   if (*compare) return cmd_compare(co);
+  if (*report) return cmd_report(report_dir, report->remaining());
   return 2;
 }
 }  // namespace

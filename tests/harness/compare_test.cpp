@@ -405,5 +405,21 @@ TEST_F(CompareCli, BaselineFileRoundTrips) {
   EXPECT_EQ(r.code, 2) << r.out;
 }
 
+// `report` hands over to python3 -m analysis.report in the source tree; $CPBENCH_PYTHON picks the
+// interpreter, so echo and false stand in for it here.
+TEST(ReportCli, RunsTheAnalysisModuleAndPassesItsExitCode) {
+  testing_support::TempDir tmp("cpbench_report");
+  const std::string dir = tmp.path().string();
+  auto r = cpbench("report " + dir + " --no-plots", "CPBENCH_PYTHON=/bin/echo");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "-m analysis.report " + dir + " --no-plots\n");
+  EXPECT_EQ(cpbench("report " + dir, "CPBENCH_PYTHON=/bin/false").code, 1);
+  r = cpbench("report " + dir, "CPBENCH_PYTHON=/no/such/python");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("CPBENCH_PYTHON"), std::string::npos) << r.out;
+  r = cpbench("report " + dir + "/missing");
+  EXPECT_EQ(r.code, 2) << r.out;
+}
+
 }  // namespace
 }  // namespace cpb
