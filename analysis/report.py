@@ -195,7 +195,7 @@ def write_report(run_dir: str | Path) -> Path:
             + "\n".join(sections) + cites + "</body></html>\n")
     out = base / "report.html"
     tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(page)
+    tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)
     return out
 

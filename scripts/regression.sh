@@ -8,7 +8,8 @@
 # in the commit which run it came from).
 #
 # Usage: scripts/regression.sh [--update] [--threshold X] [--alpha A]
-# <machine> is the GPU count and name, e.g. 4x-nvidia-h200. Without a GPU this flow has nothing
+# <machine> is the count and name of the GPUs the run uses (CUDA_VISIBLE_DEVICES counts), e.g.
+# 4x-nvidia-h200; points with more ranks than GPUs are left out. Without a GPU this flow has nothing
 # to measure; the deterministic sim backend (Step G) will give CI its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,10 +28,17 @@ while (($#)); do
   shift
 done
 
-if ! names=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null) || [[ -z $names ]]; then
+if ! gpus=$(nvidia-smi --query-gpu=index,name --format=csv,noheader 2>/dev/null) || [[ -z $gpus ]]; then
   echo "regression: no GPU visible; the GPU regression flow needs one (CI's comes with Step G)" >&2
   exit 2
 fi
+# The GPUs the run will use: CUDA_VISIBLE_DEVICES (indices) narrows nvidia-smi's list.
+if [[ -n ${CUDA_VISIBLE_DEVICES:-} ]]; then
+  gpus=$(awk -F', ' -v keep=",$CUDA_VISIBLE_DEVICES," 'index(keep, "," $1 ",")' <<< "$gpus")
+fi
+names=$(cut -d, -f2- <<< "$gpus" | sed 's/^ *//')
+count=$(grep -c . <<< "$names" || true)
+((count > 0)) || { echo "regression: CUDA_VISIBLE_DEVICES leaves no GPU" >&2; exit 2; }
 machine=$(sort <<< "$names" | uniq -c |
   awk '{n = $1; $1 = ""; sub(/^ +/, ""); printf "%s%dx-%s", (NR > 1 ? "_" : ""), n, $0}' |
   tr 'A-Z ' 'a-z-' | tr -cd 'a-z0-9_.-')
@@ -40,14 +48,17 @@ if ((!update)) && [[ ! -f $baseline ]]; then
   exit 2
 fi
 
-cmake --preset release > /dev/null
-cmake --build --preset release --target cpbench
+if ! { cmake --preset release > /dev/null && cmake --build --preset release --target cpbench; }; then
+  echo "regression: the build failed" >&2
+  exit 2
+fi
 run_dir=results/runs/regression-$(date -u +%Y%m%dT%H%M%SZ)
 run_rc=0
-build/release/cpbench run experiments/ci/regression.yaml --backend cuda --run-dir "$run_dir" ||
-  run_rc=$?
-if ((run_rc == 2)); then
-  echo "regression: the sweep could not run (exit 2)" >&2
+# Points need at most as many GPUs as there are (cp 4 needs 4).
+build/release/cpbench run experiments/ci/regression.yaml --backend cuda --run-dir "$run_dir" \
+  --filter "cp <= $count" || run_rc=$?
+if ((run_rc != 0 && run_rc != 1)); then
+  echo "regression: the sweep did not finish (exit $run_rc)" >&2
   exit 2
 fi
 # run_rc 1 (a point invalid, failed or wrong) goes on: compare reports such points against the

@@ -106,11 +106,12 @@ struct Comparison {
   std::vector<PointComparison> points;  // matching points, in BASE's order
   std::vector<PointSamples> missing;    // ok in BASE, not ok (or absent) in NEW
   std::vector<PointSamples> added;      // ok in NEW, absent from BASE
-  // Of `missing`: points NEW did record but whose last record is not ok (id -> status). A
-  // point that ran fine in BASE and fails in NEW fails the gate like a regression.
+  // Of `missing`: points NEW did record but whose last record is not ok (id -> status).
   std::map<std::string, std::string> failed_in_new;
   int regressions = 0, improvements = 0;
-  bool failed() const { return regressions > 0 || !failed_in_new.empty(); }
+  // A point that ran fine in BASE and failed, or never ran (a crashed or cut-short run), in NEW
+  // fails the gate like a regression.
+  bool failed() const { return regressions > 0 || !missing.empty(); }
 };
 
 Comparison compare_results(const ResultSet& base, const ResultSet& fresh,

@@ -163,6 +163,21 @@ TEST(CompareGate, PureNoiseIsFlaggedInFewerThanOnePercentOfTrials) {
   EXPECT_LT(flagged, 2);
 }
 
+// With no threshold the verdict is the test's alone: on pure noise it must flag about alpha of
+// the trials in each direction (a test that always said "significant" would flag all 200).
+TEST(CompareGate, WithoutAThresholdNoiseIsFlaggedAtAboutAlpha) {
+  std::mt19937_64 rng(7);
+  CompareOptions opts;
+  opts.threshold = 0;
+  int flagged = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    const auto a = lognormal_samples(rng, 1e-3, 30);
+    const auto b = lognormal_samples(rng, 1e-3, 30);
+    flagged += verdict_of(a, b, opts) != Verdict::same;
+  }
+  EXPECT_LE(flagged, 12) << "expected about 2 * alpha * 200 = 4";
+}
+
 TEST(CompareGate, SignificantButSmallShiftIsNotARegression) {
   // 2% slower with 200 samples is significant, but below the 5% threshold.
   std::mt19937_64 rng(3);
@@ -207,7 +222,7 @@ TEST(CompareMatch, MissingAndNewPointsAreListed) {
   EXPECT_EQ(c.missing[0].id, "b");
   ASSERT_EQ(c.added.size(), 1u);
   EXPECT_EQ(c.added[0].id, "c");
-  EXPECT_FALSE(c.failed());
+  EXPECT_TRUE(c.failed()) << "a point of BASE that NEW never ran fails the gate";
   const std::string md = render_markdown(c, base, fresh, {});
   EXPECT_NE(md.find("Missing in NEW (ok in BASE) (1):\n- allgather zigzag cp=4 T=8192"),
             std::string::npos)
