@@ -17,6 +17,7 @@ import math
 import os
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 from analysis import plots
@@ -33,6 +34,12 @@ tr.bad td{background:#fdd}img{max-width:100%;border:1px solid #ddd;margin:.3em 0
 
 def _e(x) -> str:
     return html.escape("" if x is None else str(x))
+
+
+def _url(rel_path: str) -> str:
+    """A relative file path as an href/src: percent-encoded (names with '#', '?', '%' or spaces
+    stay links to the file), then HTML-escaped."""
+    return html.escape(urllib.parse.quote(rel_path.replace(os.sep, "/")))
 
 
 def _num(x, fmt: str) -> str:
@@ -110,7 +117,7 @@ def points_table(run: Run, base: Path) -> str:
         if r.get("error"):
             status += f": {_e(r['error'])}"
         tp = r.get("trace_path")
-        trace = (f'<a href="{_e(os.path.relpath(tp, base))}">{_e(r.get("trace"))}</a>'
+        trace = (f'<a href="{_url(os.path.relpath(tp, base))}">{_e(r.get("trace"))}</a>'
                  if isinstance(tp, str) else "")
         cells = [
             _e(r.get("index")), strat, _e(r.get("layout")), _e(r.get("cp")), _e(r.get("phase")),
@@ -154,7 +161,7 @@ def plots_html(results: list[PlotResult], base: Path) -> str:
     for p in results:
         if p.ok:
             rel = os.path.relpath(p.path, base)
-            out.append(f"<h4>{_e(p.title)}</h4><img src=\"{_e(rel)}\" alt=\"{_e(p.title)}\">")
+            out.append(f"<h4>{_e(p.title)}</h4><img src=\"{_url(rel)}\" alt=\"{_e(p.title)}\">")
             extra = [p.note] if p.note else []
             if p.sources:
                 extra.append("overlaid: " + "; ".join(dict.fromkeys(p.sources)))

@@ -37,7 +37,11 @@ fi
 
 # analysis/: a venv with the pinned requirements; pip runs again only when the file changes.
 cd "$(dirname "$0")/.."
-[[ -x .venv/bin/python3 ]] || python3 -m venv .venv
+# A venv made while python3-venv was missing has no pip: make it again.
+if ! .venv/bin/python3 -m pip --version > /dev/null 2>&1; then
+  rm -rf .venv
+  python3 -m venv .venv
+fi
 if ! cmp -s analysis/requirements.txt .venv/requirements.installed; then
   echo "bootstrap: installing analysis/requirements.txt into .venv" >&2
   .venv/bin/python3 -m pip install -q --disable-pip-version-check -r analysis/requirements.txt

@@ -101,6 +101,18 @@ PointLabel label_of(const nlohmann::json& config, const std::set<std::string>& v
   return l;
 }
 
+// label_of for markdown: record values go into table cells and list items, where a '|' or a
+// line break would split the row.
+PointLabel markdown_label(const nlohmann::json& config, const std::set<std::string>& varying) {
+  PointLabel l = label_of(config, varying);
+  for (std::string* cell : {&l.strategy, &l.layout, &l.cp, &l.tokens, &l.other})
+    for (size_t i = 0; i < cell->size(); ++i) {
+      if ((*cell)[i] == '\n' || (*cell)[i] == '\r') (*cell)[i] = ' ';
+      if ((*cell)[i] == '|') cell->insert(i++, 1, '\\');
+    }
+  return l;
+}
+
 std::set<std::string> varying_keys(const std::vector<const nlohmann::json*>& configs) {
   std::map<std::string, std::set<std::string>> values;
   for (const auto* c : configs)
@@ -424,7 +436,7 @@ std::string render_markdown(const Comparison& c, const ResultSet& base, const Re
   s += "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---|\n";
   int row = 0;
   for (const auto& p : c.points) {
-    const PointLabel l = label_of(p.config, varying);
+    const PointLabel l = markdown_label(p.config, varying);
     // The p-value of the direction the median moved: the one the verdict used.
     const double pv = p.change >= 0 ? p.mw.p_greater : p.mw.p_less;
     const bool bold = p.verdict == Verdict::regression;
@@ -438,7 +450,7 @@ std::string render_markdown(const Comparison& c, const ResultSet& base, const Re
     if (pts.empty()) return;
     s += fmt::format("\n{} ({}):\n", title, pts.size());
     for (const auto& p : pts) {
-      const PointLabel l = label_of(p.config, varying);
+      const PointLabel l = markdown_label(p.config, varying);
       std::string status;
       if (with_status)
         if (auto f = c.failed_in_new.find(p.id); f != c.failed_in_new.end())
