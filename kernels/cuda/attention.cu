@@ -276,10 +276,14 @@ int attention_forward(ActType t, const DevView& q, const DevView& k, const DevVi
                       float scale, bool accumulate, void* stream, AttentionKernel which) {
   const int64_t rows = q.batch * q.tokens * q.heads;
   if (rows == 0) return 0;
+  // `automatic` has checked the device and the views while resolving; only an explicit request
+  // for the Hopper kernel still needs the device check (sm90 checks the views itself).
+  [[maybe_unused]] const bool explicit_hopper = which == AttentionKernel::hopper;
   if (which == AttentionKernel::automatic) which = resolve_attention_kernel(q, k, v);
   if (which == AttentionKernel::hopper) {
 #ifdef CPBENCH_HAVE_SM90A
-    if (!hopper_attention_supported(q, k, v)) return static_cast<int>(cudaErrorNotSupported);
+    if (explicit_hopper && !current_device_is_sm90())
+      return static_cast<int>(cudaErrorNotSupported);
     return sm90::attention_forward(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, stream);
 #else
     return static_cast<int>(cudaErrorNotSupported);

@@ -378,7 +378,11 @@ TEST_F(CompareCli, BadInputIsOneLineAndExit2) {
     EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << "\n" << r.out;
   }
-  EXPECT_EQ(cpbench("compare " + base + " " + base + " --alpha 2").code, 2);
+  for (const char* bad : {" --alpha 2", " --alpha 0", " --threshold -0.1", " --threshold abc",
+                          " --metric speed"}) {
+    const auto r = cpbench("compare " + base + " " + base + bad);
+    EXPECT_EQ(r.code, 2) << bad << "\n" << r.out;
+  }
   std::ofstream(tmp_.path() / "bad.json") << "{\"schema\": ";
   const auto r = cpbench("compare " + base + " " + (tmp_.path() / "bad.json").string());
   EXPECT_EQ(r.code, 2) << r.out;
