@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,24 @@ namespace cpb::bench {
 // return (or break out of the timing loop) right after.
 inline void skip(benchmark::State& state, const Error& e) {
   state.SkipWithError(e.detail().c_str());
+}
+
+// Google Benchmark's loop with one manually timed iteration per step: `iteration` returns the
+// seconds of one iteration (CUDA events). Returns the summed seconds, or nothing once the first
+// failure has marked the benchmark skipped.
+template <class Iteration>
+std::optional<double> manual_time_loop(benchmark::State& state, Iteration&& iteration) {
+  double total = 0.0;
+  for (auto _ : state) {
+    Expected<double> sec = iteration();
+    if (!sec.ok()) {
+      skip(state, sec.error());
+      return std::nullopt;
+    }
+    state.SetIterationTime(*sec);
+    total += *sec;
+  }
+  return total;
 }
 
 // Converts the int status of a kernels/cuda launcher into a Status.

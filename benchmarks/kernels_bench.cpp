@@ -84,20 +84,7 @@ std::optional<double> time_loop(benchmark::State& state, cudaStream_t s, Launch&
     skip(state, setup.error());
     return std::nullopt;
   }
-  double total = 0.0;
-  bool failed = false;
-  for (auto _ : state) {
-    Expected<double> sec = timed_once(s, flush, timer, launch);
-    if (!sec.ok()) {
-      skip(state, sec.error());
-      failed = true;
-      break;
-    }
-    state.SetIterationTime(*sec);
-    total += *sec;
-  }
-  if (failed) return std::nullopt;
-  return total;
+  return manual_time_loop(state, [&] { return timed_once(s, flush, timer, launch); });
 }
 
 // Checked first launch: runs `launch` once, waits, and runs `check` on the result, so a kernel

@@ -528,20 +528,10 @@ void bm_collective(benchmark::State& state, Coll coll) {
     return skip(state, st.error());
   }
 
-  double total = 0.0;
-  bool failed = false;
-  for (auto _ : state) {
-    Expected<double> sec = nw.iterate();
-    if (!sec.ok()) {
-      skip(state, sec.error());
-      failed = true;
-      break;
-    }
-    state.SetIterationTime(*sec);
-    total += *sec;
-  }
+  const std::optional<double> timed = manual_time_loop(state, [&] { return nw.iterate(); });
   nw.release();
-  if (failed) return;
+  if (!timed) return;
+  const double total = *timed;
 
   const int n = nw.size();
   const auto bytes = static_cast<double>(counts->size_bytes);
