@@ -3,6 +3,9 @@
 #include "harness/core/executor.hpp"
 
 #include <functional>
+#include <vector>
+
+#include "harness/io/npy.hpp"
 
 namespace cpb {
 namespace {
@@ -114,6 +117,24 @@ Status Executor::check_view(const View& v, ElemKind kind, std::string_view what)
                  v.heads * v.dim;
   CPB_REQUIRE(last <= info.elems, "internal: {} reads past the end of '{}' ({} > {} elements)",
               what, info.name, last, info.elems);
+  return {};
+}
+
+Status Executor::fill_random(const View& dst, const RandomFill& f) {
+  CPB_TRY(check_view(dst, ElemKind::act, "fill_random"));
+  const int64_t row = dst.heads * dst.dim;
+  std::vector<float> values(static_cast<size_t>(row));
+  for (int64_t b = 0; b < dst.batch; ++b)
+    for (int64_t t = 0; t < dst.tokens; ++t) {
+      const int64_t first = f.base + b * f.batch_step + t * f.token_step;
+      for (int64_t i = 0; i < row; ++i) {
+        const float x = random_input_value(f.seed, f.tensor, static_cast<uint64_t>(first + i));
+        values[static_cast<size_t>(i)] = dtype_ == DType::bf16   ? round_to_bf16(x)
+                                          : dtype_ == DType::fp16 ? round_to_fp16(x)
+                                                                  : x;
+      }
+      CPB_TRY(write(dst.buf, dst.offset + b * dst.batch_stride + t * dst.row_stride(), values));
+    }
   return {};
 }
 

@@ -22,6 +22,7 @@
 #include "harness/core/layout.hpp"
 #include "harness/core/status.hpp"
 #include "harness/core/workload.hpp"
+#include "kernels/random_inputs.hpp"
 
 namespace cpb {
 
@@ -67,6 +68,16 @@ struct Range {
   Buf buf;
   int64_t offset = 0;
   int64_t count = 0;
+};
+
+// Where a view's random inputs come from (kernels/random_inputs.hpp): element (b, t, h, x) of the
+// view is element base + b * batch_step + t * token_step + h * dim + x of the global tensor.
+struct RandomFill {
+  uint64_t seed = 0;
+  InputTensor tensor = InputTensor::q;
+  int64_t base = 0;
+  int64_t batch_step = 0;
+  int64_t token_step = 0;
 };
 
 struct AttnArgs {
@@ -163,6 +174,9 @@ class Executor {
   // Host <-> buffer transfers for the harness (inputs, outputs); not counted as ops.
   virtual Status write(Buf b, int64_t offset, std::span<const float> data) = 0;
   virtual Status read(Buf b, int64_t offset, std::span<float> out) = 0;
+  // Writes a point's random inputs into an activation view (not an op). The default makes them
+  // on the host and writes them a row at a time; the cuda backend generates them on the GPU.
+  virtual Status fill_random(const View& dst, const RandomFill& f);
 
   // --- compute --------------------------------------------------------------------------------
   Status attention(Stream s, const AttnArgs& a, std::string_view phase = "attention");

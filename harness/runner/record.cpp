@@ -76,6 +76,19 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
   time["samples"] = res->iteration_times_s;
   r["time"] = time;
 
+  // Host overhead: seconds the host spent issuing an iteration's ops, and per ring step (the
+  // steps the strategy numbered; 1 for a strategy without steps).
+  if (!res->issue_s.empty()) {
+    int steps = 0;
+    for (const auto& op : res->ranks[0].accounting.log) steps = std::max(steps, op.step + 1);
+    steps = std::max(steps, 1);
+    nlohmann::json issue = to_json(summarize(res->issue_s));
+    issue["samples"] = res->issue_s;
+    r["host"] = {{"issue_s", issue},
+                 {"steps", steps},
+                 {"issue_per_step_us", summarize(res->issue_s).median / steps * 1e6}};
+  }
+
   const double flops = workload_flops(p.workload);
   nlohmann::json per_rank_flops = nlohmann::json::array();
   for (const auto& rk : res->ranks) per_rank_flops.push_back(rk.accounting.total().flops);

@@ -47,6 +47,7 @@ struct ExecSpec {
 
 struct RankReport {
   std::vector<double> times_s;  // per timed iteration (wall clock on cpu)
+  std::vector<double> issue_s;  // host seconds spent issuing each timed iteration's ops
   std::vector<double> compute_only_s;  // the same iterations without communication
   std::vector<double> comm_only_s;     // the same iterations without compute
   std::vector<TraceSlice> trace;       // the traced iteration
@@ -71,6 +72,7 @@ struct ExecResult {
   nlohmann::json strategy_detail;  // the strategy's describe(), or null
   std::vector<RankReport> ranks;
   std::vector<double> iteration_times_s;  // max over ranks, per timed iteration
+  std::vector<double> issue_s;            // host issue time, max over ranks, per iteration
   std::vector<double> compute_only_s;     // max over ranks, per iteration (empty if not measured)
   std::vector<double> comm_only_s;
   std::vector<float> o;                   // [B, T, H, d] global order

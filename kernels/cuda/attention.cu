@@ -10,11 +10,13 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 
 #include "kernels/cuda/kernels.hpp"
+#include "kernels/random_inputs.hpp"
 #ifdef CPBENCH_HAVE_SM90A
 #include "kernels/cuda/flash_sm90.hpp"
 #endif
@@ -30,6 +32,16 @@ __device__ __forceinline__ float to_f(__nv_bfloat16 x) {
 }
 __device__ __forceinline__ float to_f(__half x) {
   return __half2float(x);
+}
+template <class T>
+__device__ T from_f(float x);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+template <>
+__device__ __forceinline__ __half from_f<__half>(float x) {
+  return __float2half_rn(x);
 }
 
 template <class T>
@@ -139,36 +151,96 @@ __global__ void attention_kernel(DevView q, DevView k, DevView v, DevView o, Dev
   if (lane == 0) *lrow = mm + logf(w0 + w1);
 }
 
-__global__ void merge_kernel(DevView o, DevView lse, DevView po, DevView pl) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (row >= o.batch * o.tokens * o.heads) return;
-  const int64_t h = row % o.heads, t = (row / o.heads) % o.tokens, b = row / (o.heads * o.tokens);
-  float* l = at_mut<float>(lse, b, t, h);
-  const float li = *at<float>(pl, b, t, h);
-  const float mm = fmaxf(*l, li);
-  float* orow = at_mut<float>(o, b, t, h);
-  const float* prow = at<float>(po, b, t, h);
-  if (mm == -INFINITY) {
-    for (int64_t x = 0; x < o.dim; ++x) orow[x] = 0.0f;
-    *l = -INFINITY;
-    return;
+// The elementwise kernels (merge, reset, copy) run one thread per chunk of a row: 16 bytes
+// (uint4 / float4) where the views allow it, else one element. A row is (b, t, h): dim elements.
+struct RowChunks {
+  int64_t rows = 0, per_row = 0;  // chunks per row
+  __device__ void locate(const DevView& v, int64_t idx, int64_t& b, int64_t& t, int64_t& h,
+                         int64_t& c) const {
+    c = idx % per_row;
+    const int64_t row = idx / per_row;
+    h = row % v.heads;
+    t = (row / v.heads) % v.tokens;
+    b = row / (v.heads * v.tokens);
   }
-  const float w0 = __expf(*l - mm), w1 = __expf(li - mm), inv = 1.0f / (w0 + w1);
-  for (int64_t x = 0; x < o.dim; ++x) orow[x] = (w0 * orow[x] + w1 * prow[x]) * inv;
-  *l = mm + logf(w0 + w1);
+};
+
+// Whether every row of the view starts on a 16-byte boundary and holds whole 16-byte chunks.
+bool rows_16b(const DevView& v, int elem_bytes) {
+  const int64_t ts = v.token_stride ? v.token_stride : v.heads * v.dim;
+  return reinterpret_cast<uintptr_t>(v.data) % 16 == 0 && (v.dim * elem_bytes) % 16 == 0 &&
+         (ts * elem_bytes) % 16 == 0 && (v.batch_stride * elem_bytes) % 16 == 0;
 }
 
-__global__ void reset_kernel(DevView o, DevView lse) {
+// O <- (w0 O + w1 O_part) / (w0 + w1) with w = exp(LSE - max): one chunk of kVec floats a
+// thread. LSE is updated by merge_lse_kernel afterwards, so no thread reads a row's LSE after
+// another has changed it.
+template <int kVec>
+__global__ void merge_o_kernel(DevView o, DevView lse, DevView po, DevView pl, RowChunks rc) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= rc.rows * rc.per_row) return;
+  int64_t b, t, h, c;
+  rc.locate(o, idx, b, t, h, c);
+  const float l0 = *at<float>(lse, b, t, h), l1 = *at<float>(pl, b, t, h);
+  const float mm = fmaxf(l0, l1);
+  float* out = at_mut<float>(o, b, t, h) + c * kVec;
+  const float* part = at<float>(po, b, t, h) + c * kVec;
+  float w0 = 0.0f, w1 = 0.0f;
+  if (mm != -INFINITY) {
+    const float e0 = __expf(l0 - mm), e1 = __expf(l1 - mm), inv = 1.0f / (e0 + e1);
+    w0 = e0 * inv;
+    w1 = e1 * inv;
+  }
+  if constexpr (kVec == 4) {
+    float4 a = *reinterpret_cast<float4*>(out);
+    const float4 p = *reinterpret_cast<const float4*>(part);
+    a.x = w0 * a.x + w1 * p.x;
+    a.y = w0 * a.y + w1 * p.y;
+    a.z = w0 * a.z + w1 * p.z;
+    a.w = w0 * a.w + w1 * p.w;
+    *reinterpret_cast<float4*>(out) = a;
+  } else {
+    *out = w0 * *out + w1 * *part;
+  }
+}
+
+__global__ void merge_lse_kernel(DevView lse, DevView pl, int64_t rows) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (row >= o.batch * o.tokens * o.heads) return;
-  const int64_t h = row % o.heads, t = (row / o.heads) % o.tokens, b = row / (o.heads * o.tokens);
-  float* orow = at_mut<float>(o, b, t, h);
-  for (int64_t x = 0; x < o.dim; ++x) orow[x] = 0.0f;
-  *at_mut<float>(lse, b, t, h) = -INFINITY;
+  if (row >= rows) return;
+  const int64_t h = row % lse.heads, t = (row / lse.heads) % lse.tokens,
+                b = row / (lse.heads * lse.tokens);
+  float* l = at_mut<float>(lse, b, t, h);
+  const float l1 = *at<float>(pl, b, t, h), mm = fmaxf(*l, l1);
+  *l = mm == -INFINITY ? -INFINITY : mm + logf(__expf(*l - mm) + __expf(l1 - mm));
+}
+
+template <int kVec>
+__global__ void reset_kernel(DevView o, DevView lse, RowChunks rc) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= rc.rows * rc.per_row) return;
+  int64_t b, t, h, c;
+  rc.locate(o, idx, b, t, h, c);
+  float* out = at_mut<float>(o, b, t, h) + c * kVec;
+  if constexpr (kVec == 4)
+    *reinterpret_cast<float4*>(out) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  else
+    *out = 0.0f;
+  if (c == 0) *at_mut<float>(lse, b, t, h) = -INFINITY;
+}
+
+// Copies one chunk of type C (uint4: 16 bytes; else one element) a thread; T is the element.
+template <class T, class C>
+__global__ void copy_kernel(DevView dst, DevView src, RowChunks rc) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= rc.rows * rc.per_row) return;
+  int64_t b, t, h, c;
+  rc.locate(dst, idx, b, t, h, c);
+  reinterpret_cast<C*>(at_mut<T>(dst, b, t, h))[c] = reinterpret_cast<const C*>(at<T>(src, b, t, h))[c];
 }
 
 template <class T>
-__global__ void copy_kernel(DevView dst, DevView src) {
+__global__ void fill_random_kernel(DevView dst, uint64_t seed, uint32_t tensor, int64_t base,
+                                   int64_t batch_step, int64_t token_step) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t total = dst.batch * dst.tokens * dst.heads * dst.dim;
   if (idx >= total) return;
@@ -176,7 +248,9 @@ __global__ void copy_kernel(DevView dst, DevView src) {
   const int64_t row = idx / dst.dim;
   const int64_t h = row % dst.heads, t = (row / dst.heads) % dst.tokens,
                 b = row / (dst.heads * dst.tokens);
-  at_mut<T>(dst, b, t, h)[x] = at<T>(src, b, t, h)[x];
+  const auto global = static_cast<uint64_t>(base + b * batch_step + t * token_step + h * dst.dim + x);
+  const float v = random_input_value(seed, static_cast<InputTensor>(tensor), global);
+  at_mut<T>(dst, b, t, h)[x] = from_f<T>(v);
 }
 
 template <class T>
@@ -305,26 +379,67 @@ int merge_partials(const DevView& o, const DevView& lse, const DevView& part_o,
                    const DevView& part_lse, void* stream) {
   const int64_t rows = o.batch * o.tokens * o.heads;
   if (rows == 0) return 0;
-  merge_kernel<<<blocks_for(rows, 128), 128, 0, static_cast<cudaStream_t>(stream)>>>(o, lse, part_o,
-                                                                                     part_lse);
+  auto s = static_cast<cudaStream_t>(stream);
+  if (rows_16b(o, 4) && rows_16b(part_o, 4)) {
+    const RowChunks rc{rows, o.dim / 4};
+    merge_o_kernel<4><<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(o, lse, part_o,
+                                                                          part_lse, rc);
+  } else {
+    const RowChunks rc{rows, o.dim};
+    merge_o_kernel<1><<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(o, lse, part_o,
+                                                                          part_lse, rc);
+  }
+  merge_lse_kernel<<<blocks_for(rows, 256), 256, 0, s>>>(lse, part_lse, rows);
   return static_cast<int>(cudaGetLastError());
 }
 
 int reset_partials(const DevView& o, const DevView& lse, void* stream) {
   const int64_t rows = o.batch * o.tokens * o.heads;
   if (rows == 0) return 0;
-  reset_kernel<<<blocks_for(rows, 128), 128, 0, static_cast<cudaStream_t>(stream)>>>(o, lse);
+  auto s = static_cast<cudaStream_t>(stream);
+  if (rows_16b(o, 4)) {
+    const RowChunks rc{rows, o.dim / 4};
+    reset_kernel<4><<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(o, lse, rc);
+  } else {
+    const RowChunks rc{rows, o.dim};
+    reset_kernel<1><<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(o, lse, rc);
+  }
   return static_cast<int>(cudaGetLastError());
 }
 
 int copy_view(int elem_bytes, const DevView& dst, const DevView& src, void* stream) {
+  const int64_t rows = dst.batch * dst.tokens * dst.heads;
+  if (rows == 0 || dst.dim == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  if (rows_16b(dst, elem_bytes) && rows_16b(src, elem_bytes)) {
+    const RowChunks rc{rows, dst.dim * elem_bytes / 16};
+    const unsigned grid = blocks_for(rows * rc.per_row, 256);
+    if (elem_bytes == 4)
+      copy_kernel<float, uint4><<<grid, 256, 0, s>>>(dst, src, rc);
+    else
+      copy_kernel<uint16_t, uint4><<<grid, 256, 0, s>>>(dst, src, rc);
+  } else {
+    const RowChunks rc{rows, dst.dim};
+    if (elem_bytes == 4)
+      copy_kernel<float, float><<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(dst, src, rc);
+    else
+      copy_kernel<uint16_t, uint16_t><<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(dst, src,
+                                                                                      rc);
+  }
+  return static_cast<int>(cudaGetLastError());
+}
+
+int fill_random(ActType t, const DevView& dst, uint64_t seed, uint32_t tensor, int64_t base,
+                int64_t batch_step, int64_t token_step, void* stream) {
   const int64_t n = dst.batch * dst.tokens * dst.heads * dst.dim;
   if (n == 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
-  if (elem_bytes == 4)
-    copy_kernel<float><<<blocks_for(n, 256), 256, 0, s>>>(dst, src);
+  if (t == ActType::bf16)
+    fill_random_kernel<__nv_bfloat16><<<blocks_for(n, 256), 256, 0, s>>>(
+        dst, seed, tensor, base, batch_step, token_step);
   else
-    copy_kernel<uint16_t><<<blocks_for(n, 256), 256, 0, s>>>(dst, src);
+    fill_random_kernel<__half><<<blocks_for(n, 256), 256, 0, s>>>(dst, seed, tensor, base,
+                                                                   batch_step, token_step);
   return static_cast<int>(cudaGetLastError());
 }
 

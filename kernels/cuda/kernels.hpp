@@ -49,6 +49,11 @@ int merge_partials(const DevView& o, const DevView& lse, const DevView& part_o,
                    const DevView& part_lse, void* stream);
 int reset_partials(const DevView& o, const DevView& lse, void* stream);
 int copy_view(int elem_bytes, const DevView& dst, const DevView& src, void* stream);
+// Writes the point's random inputs (kernels/random_inputs.hpp) into an activation view: element
+// (b, t, h, x) of `dst` gets the value of global index base + b * batch_step + t * token_step +
+// h * dst.dim + x of tensor `tensor` (1 q, 2 k, 3 v) drawn with `seed`, rounded to the type.
+int fill_random(ActType t, const DevView& dst, uint64_t seed, uint32_t tensor, int64_t base,
+                int64_t batch_step, int64_t token_step, void* stream);
 // The naive reference: one thread per (sequence, query, head), two passes over the keys in fp32,
 // positions taken from the unsharded problem (query t at P + t sees keys p <= P + t when
 // causal). For checks where the fp64 host reference is too slow; independent of

@@ -104,6 +104,15 @@ class CudaExecutor final : public Executor {
     return {};
   }
 
+  Status fill_random(const View& dst, const RandomFill& f) override {
+    CPB_TRY(check_view(dst, ElemKind::act, "fill_random"));
+    CPB_TRY(launched(cuda::fill_random(act_type(dtype()), dev(dst), f.seed,
+                                       static_cast<uint32_t>(f.tensor), f.base, f.batch_step,
+                                       f.token_step, raw(Stream::compute)),
+                     "fill_random"));
+    return synchronize();
+  }
+
   Status synchronize() override {
     for (auto s : streams_) CPB_CUDA(cudaStreamSynchronize(s));
     return {};
