@@ -24,6 +24,82 @@ Accumulator make_accumulator(const RankTensors& io, size_t q_segments) {
   return {io.o, io.lse, std::vector<bool>(q_segments, false)};
 }
 
+namespace {
+
+// Keys [begin, begin + count) that one query segment sees through a single mask.
+struct KeyRun {
+  int64_t begin = 0, count = 0;
+  BlockMask mask;
+};
+
+// Grows `run` by the key segment `ks` (mask m, something visible) when it follows the run in
+// local memory and one mask over both shows exactly the pairs of the two.
+bool extend_run(KeyRun& run, const Segment& ks, const BlockMask& m) {
+  using Kind = BlockMask::Kind;
+  if (run.begin + run.count != ks.local_begin || run.mask.kind != Kind::full) return false;
+  if (m.kind == Kind::causal) {
+    // Run key j' = c + j of the causal part is visible iff j <= i + d, i.e. j' <= i + d + c; the
+    // full part (j' <= c - 1) stays visible to every row i >= 0 under that rule iff d >= -1.
+    if (m.diag < -1) return false;
+    run.mask = {Kind::causal, m.diag + run.count};
+  }
+  run.count += ks.count;
+  return true;
+}
+
+Expected<std::vector<KeyRun>> key_runs(MaskKind mask, const Segment& qs,
+                                       const std::vector<Segment>& kv_segs) {
+  std::vector<KeyRun> runs;
+  for (const Segment& ks : kv_segs) {
+    CPB_ASSIGN_OR_RETURN(BlockMask m, block_mask(mask, qs, ks));
+    if (m.kind == BlockMask::Kind::none) continue;
+    if (runs.empty() || !extend_run(runs.back(), ks, m))
+      runs.push_back({ks.local_begin, ks.count, m});
+  }
+  return runs;
+}
+
+// Whether one launch per run can serve both query segments: the same keys, all visible to
+// every row.
+bool same_full_runs(const std::vector<KeyRun>& a, const std::vector<KeyRun>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].begin != b[i].begin || a[i].count != b[i].count ||
+        a[i].mask.kind != BlockMask::Kind::full || b[i].mask.kind != BlockMask::Kind::full)
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Expected<std::vector<AttnBlock>> coalesce_blocks(MaskKind mask, const std::vector<Segment>& q_segs,
+                                                 const std::vector<Segment>& kv_segs,
+                                                 const std::vector<bool>& started) {
+  std::vector<std::vector<KeyRun>> runs;
+  for (const Segment& qs : q_segs) {
+    CPB_ASSIGN_OR_RETURN(auto r, key_runs(mask, qs, kv_segs));
+    runs.push_back(std::move(r));
+  }
+  std::vector<AttnBlock> blocks;
+  for (size_t first = 0, last = 0; first < q_segs.size(); first = ++last) {
+    // The merged segments share one `started` flag, so every launch of the group has a single
+    // accumulate mode and leaves all of them equally started.
+    while (last + 1 < q_segs.size() &&
+           q_segs[last].local_begin + q_segs[last].count == q_segs[last + 1].local_begin &&
+           started[last + 1] == started[first] && same_full_runs(runs[first], runs[last + 1]))
+      ++last;
+    const int64_t q_begin = q_segs[first].local_begin;
+    const int64_t q_count = q_segs[last].local_begin + q_segs[last].count - q_begin;
+    bool accumulate = started[first];
+    for (const KeyRun& run : runs[first]) {
+      blocks.push_back({q_begin, q_count, run.begin, run.count, run.mask, accumulate, first, last});
+      accumulate = true;
+    }
+  }
+  return blocks;
+}
+
 Status attend_segments(Executor& ex, Stream s, const Workload& w,
                        const std::vector<Segment>& q_segs, const std::vector<int64_t>& q_batches,
                        const View& q, const std::vector<Segment>& kv_segs, const View& k,
@@ -32,37 +108,34 @@ Status attend_segments(Executor& ex, Stream s, const Workload& w,
   bool whole = static_cast<int64_t>(q_batches.size()) == k.batch;
   for (size_t i = 0; whole && i < q_batches.size(); ++i)
     whole = q_batches[i] == static_cast<int64_t>(i);
-  for (size_t i = 0; i < q_segs.size(); ++i) {
-    const Segment& qs = q_segs[i];
-    for (const Segment& ks : kv_segs) {
-      CPB_ASSIGN_OR_RETURN(BlockMask m, block_mask(w.mask, qs, ks));
-      if (m.kind == BlockMask::Kind::none) continue;
-      AttnArgs a;
-      a.q = q.slice(qs.local_begin, qs.count);
-      a.k = k.slice(ks.local_begin, ks.count);
-      a.v = v.slice(ks.local_begin, ks.count);
-      a.o = acc.o.slice(qs.local_begin, qs.count);
-      a.lse = acc.lse.slice(qs.local_begin, qs.count);
-      a.mask = m;
-      a.scale = w.scale();
-      a.accumulate = acc.started[i];
-      if (whole) {
-        CPB_TRY(ex.attention(s, a));
-      } else {
-        // Each query block entry attends the keys of its own sequence.
-        for (size_t lb = 0; lb < q_batches.size(); ++lb) {
-          const auto b = static_cast<int64_t>(lb);
-          AttnArgs one = a;
-          one.q = a.q.batches(b, 1);
-          one.o = a.o.batches(b, 1);
-          one.lse = a.lse.batches(b, 1);
-          one.k = a.k.batches(q_batches[lb], 1);
-          one.v = a.v.batches(q_batches[lb], 1);
-          CPB_TRY(ex.attention(s, one));
-        }
+  CPB_ASSIGN_OR_RETURN(std::vector<AttnBlock> blocks,
+                       coalesce_blocks(w.mask, q_segs, kv_segs, acc.started));
+  for (const AttnBlock& blk : blocks) {
+    AttnArgs a;
+    a.q = q.slice(blk.q_begin, blk.q_count);
+    a.k = k.slice(blk.k_begin, blk.k_count);
+    a.v = v.slice(blk.k_begin, blk.k_count);
+    a.o = acc.o.slice(blk.q_begin, blk.q_count);
+    a.lse = acc.lse.slice(blk.q_begin, blk.q_count);
+    a.mask = blk.mask;
+    a.scale = w.scale();
+    a.accumulate = blk.accumulate;
+    if (whole) {
+      CPB_TRY(ex.attention(s, a));
+    } else {
+      // Each query block entry attends the keys of its own sequence.
+      for (size_t lb = 0; lb < q_batches.size(); ++lb) {
+        const auto b = static_cast<int64_t>(lb);
+        AttnArgs one = a;
+        one.q = a.q.batches(b, 1);
+        one.o = a.o.batches(b, 1);
+        one.lse = a.lse.batches(b, 1);
+        one.k = a.k.batches(q_batches[lb], 1);
+        one.v = a.v.batches(q_batches[lb], 1);
+        CPB_TRY(ex.attention(s, one));
       }
-      acc.started[i] = true;
     }
+    for (size_t i = blk.q_seg_first; i <= blk.q_seg_last; ++i) acc.started[i] = true;
   }
   return {};
 }

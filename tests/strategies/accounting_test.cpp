@@ -3,7 +3,9 @@
 //  - allgather receives (N-1) blocks per rank;
 //  - summed over ranks, attention FLOPs equal the workload's mask-aware FLOPs, for every
 //    strategy, layout and phase;
-//  - zigzag gives every rank the same FLOPs in every ring step (contiguous does not).
+//  - zigzag gives every rank the same FLOPs in every ring step (contiguous does not);
+//  - coalescing (query segment x key segment) blocks into fewer launches keeps every rank's
+//    FLOPs of every step.
 #include <gtest/gtest.h>
 
 #include "harness/runner/runner.hpp"
@@ -103,6 +105,38 @@ TEST(Accounting, ZigzagBalancesEveryRingStep) {
     }
     EXPECT_TRUE(contiguous_unbalanced) << "contiguous causal ring should be unbalanced, n=" << n;
   }
+}
+
+// attend_segments coalesces blocks (coalesce_test.cpp has the rule): a causal zigzag
+// ring_pass_kv rank issues N + 1 attention launches (2 at step 0, then 1 per step) where one per
+// visible (query segment, key segment) pair made 2N + 1, and one per step under a full mask
+// where there were 4; the FLOPs of each rank and step stay those of the uncoalesced pairs.
+TEST(Accounting, CoalescedLaunchesKeepEveryStepsFlops) {
+  for (MaskKind mask : {MaskKind::causal, MaskKind::full})
+    for (int n : {1, 2, 3, 4, 5}) {
+      Workload w = gqa_workload(4 * n, 0);
+      w.mask = mask;
+      auto pl = Placement::make(w, LayoutKind::zigzag, n);
+      ASSERT_TRUE(pl.ok()) << pl.error().str();
+      ExecResult r = run("ring_pass_kv", LayoutKind::zigzag, n, w);
+      for (int rank = 0; rank < n; ++rank) {
+        EXPECT_EQ(r.ranks[rank].accounting.phases.at("attention").ops,
+                  mask == MaskKind::causal ? n + 1 : n)
+            << to_string(mask) << " n=" << n << " rank=" << rank;
+        for (int step = 0; step < n; ++step) {
+          double pairs = 0;
+          for (const Segment& qs : pl->q_segments(rank))
+            for (const Segment& ks : pl->kv_segments((rank - step + n) % n)) {
+              auto m = block_mask(mask, qs, ks);
+              ASSERT_TRUE(m.ok()) << m.error().str();
+              pairs += static_cast<double>(block_pairs(*m, qs.count, ks.count));
+            }
+          EXPECT_DOUBLE_EQ(step_flops(r.ranks[rank], step),
+                           4.0 * w.batch * w.heads * w.head_dim * pairs)
+              << to_string(mask) << " n=" << n << " rank=" << rank << " step=" << step;
+        }
+      }
+    }
 }
 
 TEST(Accounting, PeakMemoryCountsInputsAndRingBuffers) {
