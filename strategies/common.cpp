@@ -1,6 +1,10 @@
 // Packed K/V views and the segment-by-segment attention used by every strategy.
 #include "strategies/common.hpp"
 
+#include <algorithm>
+#include <limits>
+#include <optional>
+
 namespace cpb {
 
 int64_t packed_kv_elems(const Workload& w, int64_t capacity) {
@@ -71,11 +75,69 @@ bool same_full_runs(const std::vector<KeyRun>& a, const std::vector<KeyRun>& b) 
   return true;
 }
 
+// Whether segments follow each other in local memory, in order.
+bool back_to_back(const std::vector<Segment>& segs) {
+  for (size_t i = 1; i < segs.size(); ++i)
+    if (segs[i - 1].local_begin + segs[i - 1].count != segs[i].local_begin) return false;
+  return true;
+}
+
+// One mask over all query segments x all key segments, when both are back to back and every
+// pair's mask is what that one mask gives there (zigzag's first step: the rank's two chunks
+// against themselves are causal(0) in local coordinates, with the cache in front causal(P_r)).
+// Each pair (query offset qo, qc rows; key offset ko, kc keys) bounds the combined diagonal d:
+// none needs d <= ko - qo - qc, full d >= ko + kc - 1 - qo, causal(ds) d == ds + ko - qo.
+// Empty when no single mask fits; a `none` mask when nothing is visible.
+Expected<std::optional<BlockMask>> whole_mask(MaskKind mask, const std::vector<Segment>& q_segs,
+                                              const std::vector<Segment>& kv_segs) {
+  if (q_segs.empty() || kv_segs.empty() || !back_to_back(q_segs) || !back_to_back(kv_segs))
+    return std::optional<BlockMask>();
+  constexpr int64_t kInf = std::numeric_limits<int64_t>::max() / 4;
+  int64_t lo = -kInf, hi = kInf;
+  bool any_visible = false;
+  for (const Segment& qs : q_segs)
+    for (const Segment& ks : kv_segs) {
+      CPB_ASSIGN_OR_RETURN(BlockMask m, block_mask(mask, qs, ks));
+      const int64_t qo = qs.local_begin - q_segs[0].local_begin;
+      const int64_t ko = ks.local_begin - kv_segs[0].local_begin;
+      switch (m.kind) {
+        case BlockMask::Kind::none:
+          hi = std::min(hi, ko - qo - qs.count);
+          break;
+        case BlockMask::Kind::full:
+          lo = std::max(lo, ko + ks.count - 1 - qo);
+          break;
+        case BlockMask::Kind::causal:
+          lo = std::max(lo, m.diag + ko - qo);
+          hi = std::min(hi, m.diag + ko - qo);
+          break;
+      }
+      any_visible = any_visible || m.kind != BlockMask::Kind::none;
+    }
+  if (lo > hi) return std::optional<BlockMask>();
+  if (!any_visible) return std::optional<BlockMask>(BlockMask{BlockMask::Kind::none, 0});
+  const int64_t keys = kv_segs.back().local_begin + kv_segs.back().count - kv_segs[0].local_begin;
+  // Every key visible to row 0 (d >= keys - 1 allowed): one full block.
+  if (hi >= keys - 1) return std::optional<BlockMask>(BlockMask{BlockMask::Kind::full, 0});
+  return std::optional<BlockMask>(BlockMask{BlockMask::Kind::causal, lo});
+}
+
 }  // namespace
 
 Expected<std::vector<AttnBlock>> coalesce_blocks(MaskKind mask, const std::vector<Segment>& q_segs,
                                                  const std::vector<Segment>& kv_segs,
                                                  const std::vector<bool>& started) {
+  if (std::all_of(started.begin(), started.end(), [&](bool b) { return b == started[0]; })) {
+    CPB_ASSIGN_OR_RETURN(std::optional<BlockMask> whole, whole_mask(mask, q_segs, kv_segs));
+    if (whole) {
+      if (whole->kind == BlockMask::Kind::none) return std::vector<AttnBlock>();
+      const Segment &qf = q_segs.front(), &ql = q_segs.back();
+      const Segment &kf = kv_segs.front(), &kl = kv_segs.back();
+      return std::vector<AttnBlock>{{qf.local_begin, ql.local_begin + ql.count - qf.local_begin,
+                                     kf.local_begin, kl.local_begin + kl.count - kf.local_begin,
+                                     *whole, static_cast<bool>(started[0]), 0, q_segs.size() - 1}};
+    }
+  }
   std::vector<std::vector<KeyRun>> runs;
   for (const Segment& qs : q_segs) {
     CPB_ASSIGN_OR_RETURN(auto r, key_runs(mask, qs, kv_segs));

@@ -46,6 +46,9 @@ struct AttnBlock {
 //     with full masks, and that have the same `started` flag merge into one launch per run
 //     (causal runs stay apart: one diagonal over both segments would need the second's to
 //     continue the first's, which no layout produces).
+//  0. first of all, when every segment has the same `started` flag, query and key segments
+//     are each back to back and one mask over the whole block gives every pair its own mask,
+//     one launch (the first step of a zigzag ring: causal(P_r), P_r the rank's cached keys).
 // Errors as block_mask does.
 Expected<std::vector<AttnBlock>> coalesce_blocks(MaskKind mask, const std::vector<Segment>& q_segs,
                                                  const std::vector<Segment>& kv_segs,

@@ -96,12 +96,11 @@ Placement placement(LayoutKind kind, int n, int64_t T, int64_t P, int64_t batch 
   return std::move(pl).value();
 }
 
-// Causal zigzag, full prefill: step 0 is q chunk r x kv chunk r (causal) and q chunk 2N-1-r x
-// kv chunks r, 2N-1-r (full + causal as one causal block); from a source j < r both query chunks
-// see kv chunk j fully (one block), from j > r only q chunk 2N-1-r sees, both kv chunks fully
-// (one block). N + 1 launches where one per visible segment pair made 2N + 1. Under a full mask
-// every step is one block.
-TEST(Coalesce, ZigzagRingIsExactInNPlusOneLaunches) {
+// Causal zigzag, full prefill: step 0 is the rank's two chunks against themselves, causal(0) in
+// local coordinates (one block); from a source j < r both query chunks see kv chunk j fully (one
+// block), from j > r only q chunk 2N-1-r sees, both kv chunks fully (one block). N launches
+// where one per visible segment pair made 2N + 1. Under a full mask every step is one block.
+TEST(Coalesce, ZigzagRingIsExactInNLaunches) {
   for (int n : {2, 3, 4})
     for (int64_t chunk = 3; chunk <= 8; ++chunk) {
       SCOPED_TRACE(testing::Message() << "n=" << n << " chunk=" << chunk);
@@ -110,15 +109,15 @@ TEST(Coalesce, ZigzagRingIsExactInNPlusOneLaunches) {
       const auto full = ring_launches(pl, MaskKind::full);
       for (int r = 0; r < n; ++r)
         for (int step = 0; step < n; ++step) {
-          EXPECT_EQ(causal[r][step], step == 0 ? 2u : 1u) << "rank " << r << " step " << step;
+          EXPECT_EQ(causal[r][step], 1u) << "rank " << r << " step " << step;
           EXPECT_EQ(full[r][step], 1u) << "rank " << r << " step " << step;
         }
     }
 }
 
 // Partial prefill: every rank's KV buffer holds cached tokens (seen by every query) before its
-// chunks. Step 0: q chunk r sees cache + kv chunk r (full + causal), q chunk 2N-1-r sees cache +
-// both chunks (full + full + causal): 2 launches. j < r: both query chunks see cache + kv chunk
+// chunks. Step 0: the cache and the rank's chunks against its chunks are causal(P_r) in local
+// coordinates: 1 launch. j < r: both query chunks see cache + kv chunk
 // j fully: 1. j > r: q chunk r sees the cache, q chunk 2N-1-r everything: 2 (different keys).
 TEST(Coalesce, ZigzagPartialPrefillRing) {
   for (int n : {2, 3, 4})
@@ -132,7 +131,7 @@ TEST(Coalesce, ZigzagPartialPrefillRing) {
         for (int r = 0; r < n; ++r)
           for (int step = 0; step < n; ++step) {
             const int src = (r - step + n) % n;
-            const size_t want = step == 0 ? 2 : src < r ? 1 : 2;
+            const size_t want = step == 0 ? 1 : src < r ? 1 : 2;
             EXPECT_EQ(causal[r][step], want) << "rank " << r << " step " << step;
           }
       }
