@@ -9,13 +9,15 @@
 #   gqa  the GQA points (llama3-8b, llama3-405b-tp8) + the NCCL primitive benchmark
 #   all  both (the default; longer than one 10-minute device call)
 # Environment: OUT (default ./out-compare), BUILD_DIR (default /tmp/cpbench-compare),
-# CPBENCH_GIT_SHA (recorded; from git when unset), PYTHON (default python3, the one with torch).
+# CPBENCH_GIT_SHA (recorded; from git when unset), PYTHON (default python3, the one with torch),
+# SWEEP_TIMEOUT_S / PEER_TIMEOUT_S (default 330 / 150: each phase is cut off there so that the
+# files are always packed, whatever limit the caller runs under).
 # Files under $OUT (a remote runner returns at most eight):
 #   compare.log       this script's console
 #   build.log         nvidia-smi, configure and build
 #   gpu_tests.log     the strategies' GPU tests
 #   cpbench-<part>.tar.gz   the cpbench run folder (manifest, results.jsonl, bench.json, traces)
-#   peer-<part>.tar.gz      the peer's run folders (cp 1, 2, 4)
+#   peer-<part>.tar.gz      the peer's run folders (cp 4 and 2)
 #   tables-<part>.md, compare_peers-<part>.png   the side-by-side tables and plot
 #   nccl_bench.json   (gqa) the NCCL primitive benchmark
 # Exit status: nonzero when the build failed; failed points are recorded, not fatal.
@@ -79,7 +81,7 @@ fi
 stamp "built: $(grep -E '^-- cpbench:' "$OUT/build.log" | tr '\n' ' ')"
 
 if ((!skip_tests)); then
-  "$B/tests/cpbench_gpu_tests" \
+  timeout 150 "$B/tests/cpbench_gpu_tests" \
     --gtest_filter='CudaInputs*:CudaVerify*:Gpus/CudaStrategies*:CudaKernel.SingleGpu*' \
     > "$OUT/gpu_tests.log" 2>&1
   stamp "gpu tests rc=$? $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/gpu_tests.log" | tr '\n' ' ')"
@@ -89,7 +91,7 @@ parent="$OUT/cpbench-$part"  # cpbench writes its run folder <name>-<UTC time> u
 rm -rf "$parent"
 args=(run experiments/compare/h200.yaml --out "$parent")
 [[ -n $filter ]] && args+=(--filter "$filter")
-"$B/cpbench" "${args[@]}"
+timeout "${SWEEP_TIMEOUT_S:-330}" "$B/cpbench" "${args[@]}"
 stamp "cpbench sweep rc=$?"
 run_dir=$(find "$parent" -mindepth 1 -maxdepth 1 -type d | head -1)
 
@@ -99,7 +101,7 @@ if ((!skip_peer)) && [[ $part != gqa ]]; then
     ((gpus >= n)) || continue
     d="$OUT/peer-cp$n"
     rm -rf "$d"
-    "$PY" -m torch.distributed.run --standalone --nproc_per_node="$n" \
+    timeout "${PEER_TIMEOUT_S:-150}" "$PY" -m torch.distributed.run --standalone --nproc_per_node="$n" \
       benchmarks/peer_torch_cp.py --out "$d" --seq 32768,131072,262144
     stamp "peer cp $n rc=$?"
     peer_dirs+=("$d")
