@@ -10,7 +10,7 @@
 #   all  both (the default; longer than one 10-minute device call)
 # Environment: OUT (default ./out-compare), BUILD_DIR (default /tmp/cpbench-compare),
 # CPBENCH_GIT_SHA (recorded; from git when unset), PYTHON (default python3, the one with torch),
-# SWEEP_TIMEOUT_S / PEER_TIMEOUT_S (default 330 / 150: each phase is cut off there so that the
+# GPU_TESTS (the gtest filter of the GPU tests run first), SWEEP_TIMEOUT_S / PEER_TIMEOUT_S (default 330 / 150: each phase is cut off there so that the
 # files are always packed, whatever limit the caller runs under).
 # Files under $OUT (a remote runner returns at most eight):
 #   compare.log       this script's console
@@ -82,7 +82,7 @@ stamp "built: $(grep -E '^-- cpbench:' "$OUT/build.log" | tr '\n' ' ')"
 
 if ((!skip_tests)); then
   timeout 150 "$B/tests/cpbench_gpu_tests" \
-    --gtest_filter='CudaInputs*:CudaVerify*:Gpus/CudaStrategies*:CudaKernel.SingleGpu*' \
+    --gtest_filter="${GPU_TESTS:-CudaInputs*:CudaVerify*:Gpus/CudaStrategies*:CudaKernel.SingleGpu*}" \
     > "$OUT/gpu_tests.log" 2>&1
   stamp "gpu tests rc=$? $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/gpu_tests.log" | tr '\n' ' ')"
 fi

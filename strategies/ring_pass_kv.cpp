@@ -24,9 +24,10 @@ class RingPassKV final : public RankStrategy {
       ex.set_step(step);
       Event arrived{};
       if (step + 1 < n) {
-        // The buffer we receive into was read by the previous step's attention.
+        // The buffer we receive into was read by the previous step's attention (from step 2 on;
+        // at step 1 it is fresh, and waiting would hold the transfer back by a whole step).
         Buf dst = ring_[step % 2];
-        if (step > 0) ex.wait(Stream::comm, computed);
+        if (step > 1) ex.wait(Stream::comm, computed);
         const P2POp ops[] = {{P2POp::Kind::send, next, {cur, 0, block_}},
                              {P2POp::Kind::recv, prev, {dst, 0, block_}}};
         CPB_TRY(ex.p2p(Stream::comm, ops, "ring_kv"));

@@ -58,7 +58,8 @@ class RingPassQ final : public RankStrategy {
       Event arrived{};
       if (step + 1 < n) {
         const int incoming = (r - step - 1 + n) % n;
-        if (step > 0) ex.wait(Stream::comm, computed);
+        // Into ring_[step % 2], last read by step - 1's attention (at step 1 it is fresh).
+        if (step > 1) ex.wait(Stream::comm, computed);
         std::vector<P2POp> ops;
         if (sz_.q_elems[src] > 0) ops.push_back({P2POp::Kind::send, next, {cur, 0, sz_.q_elems[src]}});
         if (sz_.q_elems[incoming] > 0)

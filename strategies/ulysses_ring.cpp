@@ -242,9 +242,9 @@ class UlyssesRing final : public RankStrategy {
       const int src = (group_ - step + r_) % r_;  // the group whose block `cur` holds
       Event arrived{};
       if (step + 1 < r_) {
-        // The buffer we receive into was read by the previous step's attention.
         Buf dst = ring_[step % 2];
-        if (step > 0) ex.wait(Stream::comm, computed);
+        // Into ring_[step % 2], last read by step - 1's attention (at step 1 it is fresh).
+        if (step > 1) ex.wait(Stream::comm, computed);
         const int incoming = (src - 1 + r_) % r_;
         const P2POp ops[] = {{P2POp::Kind::send, next, {cur, 0, group_kv_elems(src)}},
                              {P2POp::Kind::recv, prev, {dst, 0, group_kv_elems(incoming)}}};

@@ -347,7 +347,8 @@ AttentionKernel resolve_attention_kernel(const DevView& q, const DevView& k, con
 
 int attention_forward(ActType t, const DevView& q, const DevView& k, const DevView& v,
                       const DevView& o, const DevView& lse, int mask_kind, int64_t diag,
-                      float scale, bool accumulate, void* stream, AttentionKernel which) {
+                      float scale, bool accumulate, void* stream, AttentionKernel which,
+                      bool share_sms) {
   const int64_t rows = q.batch * q.tokens * q.heads;
   if (rows == 0) return 0;
   // `automatic` has checked the device and the views while resolving; only an explicit request
@@ -358,7 +359,8 @@ int attention_forward(ActType t, const DevView& q, const DevView& k, const DevVi
 #ifdef CPBENCH_HAVE_SM90A
     if (explicit_hopper && !current_device_is_sm90())
       return static_cast<int>(cudaErrorNotSupported);
-    return sm90::attention_forward(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, stream);
+    return sm90::attention_forward(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, stream,
+                                   share_sms);
 #else
     return static_cast<int>(cudaErrorNotSupported);
 #endif

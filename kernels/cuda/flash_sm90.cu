@@ -624,7 +624,7 @@ cudaError_t multiprocessors(int dev, int* sms) {
 template <class T, int D, int kVariant, int BN, int ST>
 int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, const DevView& o,
            const DevView& lse, int mask_kind, int64_t diag, float scale, bool accumulate,
-           cudaStream_t stream) {
+           cudaStream_t stream, bool share_sms) {
   CUtensorMap tq, tk, tv;
   if (!make_map(&tq, t, q, kBlockM) || !make_map(&tk, t, k, BN) || !make_map(&tv, t, v, BN))
     return static_cast<int>(cudaErrorInvalidValue);
@@ -674,11 +674,11 @@ int launch(ActType t, const DevView& q, const DevView& k, const DevView& v, cons
   // the blocks unequal work when there are many tiles (one block per tile, scheduled by the
   // hardware as multiprocessors free up, measured faster from 32 tiles per multiprocessor, i.e.
   // 16K tokens with 32 heads), so there it is used below 16 tiles per multiprocessor
-  // (kernels/README.md).
+  // (kernels/README.md). Beside another kernel (share_sms) it is never used: see kernels.hpp.
   // CPBENCH_SM90_PERSISTENT overrides, for measurements and tests: 0 one block per tile, 1 one
   // per multiprocessor, n >= 2 at most n blocks.
   const char* penv = std::getenv("CPBENCH_SM90_PERSISTENT");
-  int64_t blocks = mask_kind != 2 || total < 16 * int64_t{sms} ? sms : total;
+  int64_t blocks = !share_sms && (mask_kind != 2 || total < 16 * int64_t{sms}) ? sms : total;
   if (penv != nullptr && *penv != '\0') {
     const long n = std::strtol(penv, nullptr, 10);
     blocks = n == 0 ? total : n == 1 ? sms : n;
@@ -718,7 +718,7 @@ bool supports(const DevView& q, const DevView& k, const DevView& v, const char**
 
 int attention_forward(ActType t, const DevView& q, const DevView& k, const DevView& v,
                       const DevView& o, const DevView& lse, int mask_kind, int64_t diag,
-                      float scale, bool accumulate, void* stream) {
+                      float scale, bool accumulate, void* stream, bool share_sms) {
   if (!supports(q, k, v, nullptr)) return static_cast<int>(cudaErrorNotSupported);
   auto s = static_cast<cudaStream_t>(stream);
   // CPBENCH_SM90_VARIANT (serial | overlap | pingpong) picks the consumer loop and
@@ -741,10 +741,13 @@ int attention_forward(ActType t, const DevView& q, const DevView& k, const DevVi
     auto go = [&](auto tag_v) {
       constexpr int kV = decltype(tag_v)::value;
       if (wide)
-        return launch<T, kD, kV, 176, 2>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
+        return launch<T, kD, kV, 176, 2>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s,
+                                         share_sms);
       if (three)
-        return launch<T, kD, kV, 128, 3>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
-      return launch<T, kD, kV, 128, 2>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s);
+        return launch<T, kD, kV, 128, 3>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s,
+                                         share_sms);
+      return launch<T, kD, kV, 128, 2>(t, q, k, v, o, lse, mask_kind, diag, scale, accumulate, s,
+                                       share_sms);
     };
     switch (variant) {
       case kSerial:

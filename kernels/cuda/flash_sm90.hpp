@@ -14,6 +14,6 @@ bool supports(const DevView& q, const DevView& k, const DevView& v, const char**
 // Same contract as attention_forward (kernels.hpp). Returns a cudaError_t as int.
 int attention_forward(ActType t, const DevView& q, const DevView& k, const DevView& v,
                       const DevView& o, const DevView& lse, int mask_kind, int64_t diag,
-                      float scale, bool accumulate, void* stream);
+                      float scale, bool accumulate, void* stream, bool share_sms);
 
 }  // namespace cpb::cuda::sm90

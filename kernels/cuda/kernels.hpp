@@ -41,10 +41,15 @@ AttentionKernel resolve_attention_kernel(const DevView& q, const DevView& k, con
 // mask_kind: 0 none (nothing visible), 1 full, 2 causal (key j visible to row i iff j <= i+diag).
 // o and lse are fp32; with `accumulate` the result is merged into them (LSE-weighted), else it
 // overwrites them. Asking for `hopper` where it is not supported returns cudaErrorNotSupported.
+// `share_sms`: another kernel (an NCCL transfer on the comm stream) runs beside this one, so the
+// Hopper kernel launches one block per tile instead of its persistent grid: blocks retire as
+// they finish and the hardware hands the freed multiprocessors to the other kernel, where a
+// persistent grid would hold every multiprocessor to the end (and lose a static share of its
+// tiles to whichever multiprocessors the other kernel took first).
 int attention_forward(ActType t, const DevView& q, const DevView& k, const DevView& v,
                       const DevView& o, const DevView& lse, int mask_kind, int64_t diag,
                       float scale, bool accumulate, void* stream,
-                      AttentionKernel which = AttentionKernel::automatic);
+                      AttentionKernel which = AttentionKernel::automatic, bool share_sms = false);
 int merge_partials(const DevView& o, const DevView& lse, const DevView& part_o,
                    const DevView& part_lse, void* stream);
 int reset_partials(const DevView& o, const DevView& lse, void* stream);

@@ -59,7 +59,13 @@ class CudaExecutor final : public Executor {
 
   Status init() {
     CPB_CUDA(cudaSetDevice(device_));
-    for (auto& s : streams_) CPB_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    // The comm stream gets the highest priority: when an attention kernel and an NCCL kernel
+    // wait for multiprocessors, the NCCL kernel's blocks go first (it needs a few; a transfer
+    // that waits for the attention kernel to end is a transfer that does not overlap).
+    int least = 0, greatest = 0;
+    CPB_CUDA(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    CPB_CUDA(cudaStreamCreateWithPriority(&streams_[0], cudaStreamNonBlocking, least));
+    CPB_CUDA(cudaStreamCreateWithPriority(&streams_[1], cudaStreamNonBlocking, greatest));
     CPB_CUDA(cudaEventCreate(&t0_));
     CPB_CUDA(cudaEventCreate(&t1_));
     CPB_CUDA(cudaEventCreateWithFlags(&join_, cudaEventDisableTiming));
@@ -122,6 +128,7 @@ class CudaExecutor final : public Executor {
     return host_barrier_();
   }
   Status timer_start() override {
+    comm_in_flight_ = false;
     CPB_CUDA(cudaMemsetAsync(flush_, ++flush_value_ & 0xff, flush_bytes_, stream(Stream::compute)));
     // Both streams start after the start event, so nothing of the iteration runs before it.
     CPB_CUDA(cudaEventRecord(t0_, stream(Stream::compute)));
@@ -154,9 +161,13 @@ class CudaExecutor final : public Executor {
 
   Status do_attention(Stream s, const AttnArgs& a) override {
     int kind = a.mask.kind == BlockMask::Kind::none ? 0 : a.mask.kind == BlockMask::Kind::full ? 1 : 2;
+    // A transfer issued on the comm stream that the compute stream has not waited for yet may
+    // run beside this kernel: let it have multiprocessors (kernels.hpp, share_sms).
+    const bool share = s == Stream::compute && comm_in_flight_;
     return launched(cuda::attention_forward(act_type(dtype()), dev(a.q), dev(a.k), dev(a.v),
                                             dev(a.o), dev(a.lse), kind, a.mask.diag,
-                                            static_cast<float>(a.scale), a.accumulate, raw(s)),
+                                            static_cast<float>(a.scale), a.accumulate, raw(s),
+                                            cuda::AttentionKernel::automatic, share),
                     "attention");
   }
   Status do_merge(Stream s, const MergeArgs& a) override {
@@ -177,6 +188,7 @@ class CudaExecutor final : public Executor {
                     "copy_view");
   }
   Status do_p2p(Stream s, std::span<const P2POp> ops) override {
+    comm_in_flight_ = comm_in_flight_ || s == Stream::comm;
     CPB_NCCL(ncclGroupStart());
     for (const auto& op : ops) {
       if (op.range.count == 0) continue;
@@ -191,6 +203,7 @@ class CudaExecutor final : public Executor {
     return {};
   }
   Status do_all_to_all(Stream s, std::span<const Range> send, std::span<const Range> recv) override {
+    comm_in_flight_ = comm_in_flight_ || s == Stream::comm;
     // NCCL's all-to-all is grouped send/recv; empty entries (ranks outside a USP group) skip.
     const int r = rank();
     if (send[r].count > 0)
@@ -211,6 +224,7 @@ class CudaExecutor final : public Executor {
     return {};
   }
   Status do_all_gather(Stream s, Range send, Range recv) override {
+    comm_in_flight_ = comm_in_flight_ || s == Stream::comm;
     CPB_NCCL(ncclAllGather(ptr(send.buf, send.offset), ptr(recv.buf, recv.offset),
                            static_cast<size_t>(send.count), nccl_type(send.buf), comm_, stream(s)));
     return {};
@@ -226,6 +240,9 @@ class CudaExecutor final : public Executor {
     note(cudaEventRecord(events_[e.id], stream(s)), "cudaEventRecord");
   }
   void do_wait(Stream s, Event e) override {
+    // The compute stream now follows the comm stream up to an event: nothing issued so far is
+    // assumed to run beside the next kernels (the strategies wait on their latest transfer).
+    if (s == Stream::compute) comm_in_flight_ = false;
     if (e.id >= 0 && e.id < static_cast<int>(events_.size()))
       note(cudaStreamWaitEvent(stream(s), events_[e.id], 0), "cudaStreamWaitEvent");
     else
@@ -295,6 +312,7 @@ class CudaExecutor final : public Executor {
   std::vector<cudaEvent_t> marks_;
   nvtxDomainHandle_t domain_ = nullptr;
   std::string sticky_;  // first failed record/wait of the iteration
+  bool comm_in_flight_ = false;  // a comm-stream op not yet waited for by the compute stream
   void* flush_ = nullptr;
   size_t flush_bytes_ = 0;
   int flush_value_ = 0;
