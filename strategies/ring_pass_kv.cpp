@@ -36,8 +36,8 @@ class RingPassKV final : public RankStrategy {
       const int src = (r - step + n) % n;
       View k = packed_kv_view(w_, cur, 0, io.kv_capacity, pl_.kv_count(src), 0);
       View v = packed_kv_view(w_, cur, 0, io.kv_capacity, pl_.kv_count(src), 1);
-      CPB_TRY(attend_segments(ex, Stream::compute, w_, q_segs, pl_.q_batches(ex.rank()), io.q, pl_.kv_segments(src), k, v,
-                              acc));
+      CPB_TRY(attend_segments(ex, Stream::compute, w_, q_segs, pl_.q_batches(ex.rank()), io.q,
+                              pl_.kv_segments(src), k, v, acc));
       computed = ex.record(Stream::compute);
       if (step + 1 < n) {
         ex.wait(Stream::compute, arrived);

@@ -33,8 +33,12 @@ Sizes sizes_of(const Workload& w, const Placement& pl) {
 class RingPassQ final : public RankStrategy {
  public:
   RingPassQ(const StrategyContext& ctx, Sizes sizes, Buf ring0, Buf ring1, Buf sent, Buf got)
-      : w_(ctx.workload), pl_(ctx.placement), sz_(std::move(sizes)), ring_{ring0, ring1},
-        sent_(sent), got_(got) {}
+      : w_(ctx.workload),
+        pl_(ctx.placement),
+        sz_(std::move(sizes)),
+        ring_{ring0, ring1},
+        sent_(sent),
+        got_(got) {}
 
   // Partial (O, LSE) views of source s's queries inside a slot starting at `offset`.
   std::pair<View, View> slot_views(Buf buf, int64_t offset, int s) const {
@@ -61,7 +65,8 @@ class RingPassQ final : public RankStrategy {
         // Into ring_[step % 2], last read by step - 1's attention (at step 1 it is fresh).
         if (step > 1) ex.wait(Stream::comm, computed);
         std::vector<P2POp> ops;
-        if (sz_.q_elems[src] > 0) ops.push_back({P2POp::Kind::send, next, {cur, 0, sz_.q_elems[src]}});
+        if (sz_.q_elems[src] > 0)
+          ops.push_back({P2POp::Kind::send, next, {cur, 0, sz_.q_elems[src]}});
         if (sz_.q_elems[incoming] > 0)
           ops.push_back({P2POp::Kind::recv, prev, {ring_[step % 2], 0, sz_.q_elems[incoming]}});
         if (!ops.empty()) CPB_TRY(ex.p2p(Stream::comm, ops, "ring_q"));
@@ -140,8 +145,8 @@ CPB_REGISTER_STRATEGY((StrategyInfo{
           CPB_ASSIGN_OR_RETURN(b, ex.alloc("ring_pass_q.ring1", ElemKind::act, q_max));
         }
         CPB_ASSIGN_OR_RETURN(slots, ex.alloc("ring_pass_q.partials_out", ElemKind::f32, sent));
-        CPB_ASSIGN_OR_RETURN(got, ex.alloc("ring_pass_q.partials_in", ElemKind::f32,
-                                           n * sz.part_elems[r]));
+        CPB_ASSIGN_OR_RETURN(
+            got, ex.alloc("ring_pass_q.partials_in", ElemKind::f32, n * sz.part_elems[r]));
       }
       return std::unique_ptr<RankStrategy>(new RingPassQ(ctx, std::move(sz), a, b, slots, got));
     },

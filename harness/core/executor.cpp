@@ -18,17 +18,26 @@ OpRecord op_record(OpKind kind, Stream s, std::string_view phase) {
 }
 }  // namespace
 
-std::string_view to_string(Stream s) { return s == Stream::compute ? "compute" : "comm"; }
+std::string_view to_string(Stream s) {
+  return s == Stream::compute ? "compute" : "comm";
+}
 
 std::string_view to_string(OpKind k) {
   switch (k) {
-    case OpKind::attention: return "attention";
-    case OpKind::merge: return "merge";
-    case OpKind::reset: return "reset";
-    case OpKind::copy: return "copy";
-    case OpKind::p2p: return "p2p";
-    case OpKind::all_to_all: return "all_to_all";
-    case OpKind::all_gather: return "all_gather";
+    case OpKind::attention:
+      return "attention";
+    case OpKind::merge:
+      return "merge";
+    case OpKind::reset:
+      return "reset";
+    case OpKind::copy:
+      return "copy";
+    case OpKind::p2p:
+      return "p2p";
+    case OpKind::all_to_all:
+      return "all_to_all";
+    case OpKind::all_gather:
+      return "all_gather";
   }
   return "?";
 }
@@ -100,7 +109,9 @@ int64_t Executor::elem_bytes(Buf b) const {
   return bufs_[b.id].kind == ElemKind::f32 ? 4 : dtype_bytes(dtype_);
 }
 
-int64_t Executor::buffer_elems(Buf b) const { return bufs_[b.id].elems; }
+int64_t Executor::buffer_elems(Buf b) const {
+  return bufs_[b.id].elems;
+}
 
 Status Executor::check_view(const View& v, ElemKind kind, std::string_view what) const {
   CPB_REQUIRE(v.buf.valid() && v.buf.id < static_cast<int>(bufs_.size()),
@@ -113,8 +124,8 @@ Status Executor::check_view(const View& v, ElemKind kind, std::string_view what)
   CPB_REQUIRE(v.token_stride == 0 || v.token_stride >= v.heads * v.dim,
               "internal: {} has overlapping rows in '{}'", what, info.name);
   if (v.tokens == 0 || v.batch == 0) return {};
-  int64_t last = v.offset + (v.batch - 1) * v.batch_stride + (v.tokens - 1) * v.row_stride() +
-                 v.heads * v.dim;
+  int64_t last =
+      v.offset + (v.batch - 1) * v.batch_stride + (v.tokens - 1) * v.row_stride() + v.heads * v.dim;
   CPB_REQUIRE(last <= info.elems, "internal: {} reads past the end of '{}' ({} > {} elements)",
               what, info.name, last, info.elems);
   return {};
@@ -130,8 +141,8 @@ Status Executor::fill_random(const View& dst, const RandomFill& f) {
       for (int64_t i = 0; i < row; ++i) {
         const float x = random_input_value(f.seed, f.tensor, static_cast<uint64_t>(first + i));
         values[static_cast<size_t>(i)] = dtype_ == DType::bf16   ? round_to_bf16(x)
-                                          : dtype_ == DType::fp16 ? round_to_fp16(x)
-                                                                  : x;
+                                         : dtype_ == DType::fp16 ? round_to_fp16(x)
+                                                                 : x;
       }
       CPB_TRY(write(dst.buf, dst.offset + b * dst.batch_stride + t * dst.row_stride(), values));
     }

@@ -81,8 +81,8 @@ struct RandomFill {
 };
 
 struct AttnArgs {
-  View q;    // [B, Sq, H, d] activations
-  View k;    // [B, Sk, Hkv, d] activations; head h reads KV head h / (H / Hkv)
+  View q;  // [B, Sq, H, d] activations
+  View k;  // [B, Sk, Hkv, d] activations; head h reads KV head h / (H / Hkv)
   View v;
   View o;    // [B, Sq, H, d] fp32
   View lse;  // [B, Sq, H, 1] fp32, natural log; -inf for a row with no visible key
@@ -117,11 +117,11 @@ struct OpRecord {
   int step = -1;
   int64_t bytes_sent = 0;
   int64_t bytes_recv = 0;
-  double flops = 0;             // attention: 4 * B * H * d * visible pairs
-  int64_t sq = 0, sk = 0;       // attention block shape
-  std::vector<int> peers;       // p2p peers
-  int participants = 0;         // ranks taking part in a collective (a USP group may be < N)
-  std::vector<int> waits;       // events this op's stream waited on since its previous op
+  double flops = 0;        // attention: 4 * B * H * d * visible pairs
+  int64_t sq = 0, sk = 0;  // attention block shape
+  std::vector<int> peers;  // p2p peers
+  int participants = 0;    // ranks taking part in a collective (a USP group may be < N)
+  std::vector<int> waits;  // events this op's stream waited on since its previous op
 };
 
 // One op of a traced iteration, with its times on the rank's clock (seconds since the

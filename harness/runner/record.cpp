@@ -14,18 +14,11 @@ nlohmann::json param_json(const ParamValue& v) {
 }
 
 nlohmann::json workload_json(const Workload& w) {
-  return {{"batch", w.batch},
-          {"heads", w.heads},
-          {"kv_heads", w.kv_heads},
-          {"head_dim", w.head_dim},
-          {"gqa_ratio", w.gqa_ratio()},
-          {"dtype", to_string(w.dtype)},
-          {"mask", to_string(w.mask)},
-          {"new_tokens", w.new_tokens},
-          {"cached_tokens", w.cached_tokens},
-          {"context", w.context()},
-          {"miss_rate", w.miss_rate()},
-          {"phase", to_string(w.phase())}};
+  return {
+      {"batch", w.batch},          {"heads", w.heads},           {"kv_heads", w.kv_heads},
+      {"head_dim", w.head_dim},    {"gqa_ratio", w.gqa_ratio()}, {"dtype", to_string(w.dtype)},
+      {"mask", to_string(w.mask)}, {"new_tokens", w.new_tokens}, {"cached_tokens", w.cached_tokens},
+      {"context", w.context()},    {"miss_rate", w.miss_rate()}, {"phase", to_string(w.phase())}};
 }
 
 }  // namespace
@@ -138,8 +131,9 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
     r["comm"]["exposed_comm_s"] = exposed;
     r["comm"]["comm_only_s"] = comm;
     r["comm"]["compute_only_s"] = compute;
-    r["comm"]["overlap_fraction"] =
-        comm > 0 ? nlohmann::json(std::clamp(1.0 - exposed / comm, 0.0, 1.0)) : nlohmann::json(nullptr);
+    r["comm"]["overlap_fraction"] = comm > 0
+                                        ? nlohmann::json(std::clamp(1.0 - exposed / comm, 0.0, 1.0))
+                                        : nlohmann::json(nullptr);
     nlohmann::json co = to_json(summarize(res->compute_only_s));
     co["samples"] = res->compute_only_s;
     nlohmann::json mo = to_json(summarize(res->comm_only_s));

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <memory>
 
@@ -70,8 +70,8 @@ void gather_rows(const Workload& w, const Placement& pl, int rank, int64_t row,
     for (const auto& s : pl.q_segments(rank))
       for (int64_t i = 0; i < s.count; ++i) {
         int64_t t = s.global_begin + i * s.stride - w.cached_tokens;
-        std::copy_n(local.begin() + (static_cast<int64_t>(lb) * qc + s.local_begin + i) * row,
-                    row, global.begin() + (qb[lb] * T + t) * row);
+        std::copy_n(local.begin() + (static_cast<int64_t>(lb) * qc + s.local_begin + i) * row, row,
+                    global.begin() + (qb[lb] * T + t) * row);
       }
 }
 
@@ -105,8 +105,9 @@ Status fill_rank_inputs(Executor& ex, const Workload& w, const Placement& pl, in
     const View rows = io.q.batches(static_cast<int64_t>(lb), 1);
     for (const auto& s : pl.q_segments(rank)) {
       const int64_t t0 = s.global_begin - w.cached_tokens;
-      CPB_TRY(ex.fill_random(rows.slice(s.local_begin, s.count),
-                             {seed, InputTensor::q, (qb[lb] * T + t0) * H * d, 0, s.stride * H * d}));
+      CPB_TRY(
+          ex.fill_random(rows.slice(s.local_begin, s.count),
+                         {seed, InputTensor::q, (qb[lb] * T + t0) * H * d, 0, s.stride * H * d}));
     }
   }
   for (int which = 0; which < 2; ++which) {
@@ -122,8 +123,8 @@ Status fill_rank_inputs(Executor& ex, const Workload& w, const Placement& pl, in
 // Errors of (o, lse) against a reference (ro, rl) of any floating type.
 template <class R>
 VerifyReport compare_outputs(const std::vector<float>& o, const std::vector<float>& lse,
-                             const std::vector<R>& ro, const std::vector<R>& rl,
-                             double tolerance, std::string reference) {
+                             const std::vector<R>& ro, const std::vector<R>& rl, double tolerance,
+                             std::string reference) {
   VerifyReport rep;
   rep.ran = true;
   rep.tolerance = tolerance;
@@ -173,8 +174,10 @@ int64_t cpu_host_bytes_estimate(const ExecSpec& spec, const Placement& pl) {
       spec.verify && (spec.backend == "cpu" || workload_flops(w) <= kCpuReferenceMaxFlops);
   if (host_reference || spec.inputs != nullptr || (spec.verify && mpi::active()))
     bytes += 4 * (q + 2 * kv);  // under MPI the GPU reference reads them
-  if (host_reference) bytes += 8 * (q + q / w.head_dim) + 8 * w.context();
-  else if (spec.verify) bytes += 4 * (q + q / w.head_dim);  // the single-GPU run's O, LSE
+  if (host_reference)
+    bytes += 8 * (q + q / w.head_dim) + 8 * w.context();
+  else if (spec.verify)
+    bytes += 4 * (q + q / w.head_dim);      // the single-GPU run's O, LSE
   if (spec.backend != "cpu") return bytes;  // the ranks' buffers live on the GPUs
   // Per rank: q, o, lse shards; its K/V block, up to N gathered blocks and scratch.
   const int64_t block = packed_kv_elems(w, pl.max_kv_count());
@@ -237,8 +240,8 @@ Status gather_to_root(ExecResult& res, std::vector<std::string>& clocks) {
     clocks[r] = o["clock"].get<std::string>();
     rep.accounting = {};
     for (const auto& [name, v] : o["phases"].items())
-      rep.accounting.phases[name] = {v[0].get<int64_t>(), v[1].get<int64_t>(),
-                                     v[2].get<double>(), v[3].get<int64_t>(), v[4].get<int>()};
+      rep.accounting.phases[name] = {v[0].get<int64_t>(), v[1].get<int64_t>(), v[2].get<double>(),
+                                     v[3].get<int64_t>(), v[4].get<int>()};
     rep.trace.clear();
     for (const auto& t : o["trace"]) {
       TraceSlice s;
@@ -476,7 +479,8 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
       const Inputs& hin = host_inputs();
       Status st = gpu_reference_attention(w, hin.q, hin.k, hin.v, ro, rl);
       if (st.ok()) {
-        res.verify = compare_outputs(res.o, res.lse, ro, rl, tol, "naive fp32 reference on one GPU");
+        res.verify =
+            compare_outputs(res.o, res.lse, ro, rl, tol, "naive fp32 reference on one GPU");
       } else {
         res.verify.ran = false;
         res.verify.reference = "not verified: the GPU reference failed: " + st.error().str();

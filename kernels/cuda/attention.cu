@@ -10,8 +10,8 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -235,7 +235,8 @@ __global__ void copy_kernel(DevView dst, DevView src, RowChunks rc) {
   if (idx >= rc.rows * rc.per_row) return;
   int64_t b, t, h, c;
   rc.locate(dst, idx, b, t, h, c);
-  reinterpret_cast<C*>(at_mut<T>(dst, b, t, h))[c] = reinterpret_cast<const C*>(at<T>(src, b, t, h))[c];
+  reinterpret_cast<C*>(at_mut<T>(dst, b, t, h))[c] =
+      reinterpret_cast<const C*>(at<T>(src, b, t, h))[c];
 }
 
 template <class T>
@@ -248,7 +249,8 @@ __global__ void fill_random_kernel(DevView dst, uint64_t seed, uint32_t tensor, 
   const int64_t row = idx / dst.dim;
   const int64_t h = row % dst.heads, t = (row / dst.heads) % dst.tokens,
                 b = row / (dst.heads * dst.tokens);
-  const auto global = static_cast<uint64_t>(base + b * batch_step + t * token_step + h * dst.dim + x);
+  const auto global =
+      static_cast<uint64_t>(base + b * batch_step + t * token_step + h * dst.dim + x);
   const float v = random_input_value(seed, static_cast<InputTensor>(tensor), global);
   at_mut<T>(dst, b, t, h)[x] = from_f<T>(v);
 }
@@ -384,12 +386,12 @@ int merge_partials(const DevView& o, const DevView& lse, const DevView& part_o,
   auto s = static_cast<cudaStream_t>(stream);
   if (rows_16b(o, 4) && rows_16b(part_o, 4)) {
     const RowChunks rc{rows, o.dim / 4};
-    merge_o_kernel<4><<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(o, lse, part_o,
-                                                                          part_lse, rc);
+    merge_o_kernel<4>
+        <<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(o, lse, part_o, part_lse, rc);
   } else {
     const RowChunks rc{rows, o.dim};
-    merge_o_kernel<1><<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(o, lse, part_o,
-                                                                          part_lse, rc);
+    merge_o_kernel<1>
+        <<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(o, lse, part_o, part_lse, rc);
   }
   merge_lse_kernel<<<blocks_for(rows, 256), 256, 0, s>>>(lse, part_lse, rows);
   return static_cast<int>(cudaGetLastError());
@@ -425,8 +427,8 @@ int copy_view(int elem_bytes, const DevView& dst, const DevView& src, void* stre
     if (elem_bytes == 4)
       copy_kernel<float, float><<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(dst, src, rc);
     else
-      copy_kernel<uint16_t, uint16_t><<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(dst, src,
-                                                                                      rc);
+      copy_kernel<uint16_t, uint16_t>
+          <<<blocks_for(rows * rc.per_row, 256), 256, 0, s>>>(dst, src, rc);
   }
   return static_cast<int>(cudaGetLastError());
 }
@@ -437,11 +439,11 @@ int fill_random(ActType t, const DevView& dst, uint64_t seed, uint32_t tensor, i
   if (n == 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
   if (t == ActType::bf16)
-    fill_random_kernel<__nv_bfloat16><<<blocks_for(n, 256), 256, 0, s>>>(
-        dst, seed, tensor, base, batch_step, token_step);
+    fill_random_kernel<__nv_bfloat16>
+        <<<blocks_for(n, 256), 256, 0, s>>>(dst, seed, tensor, base, batch_step, token_step);
   else
-    fill_random_kernel<__half><<<blocks_for(n, 256), 256, 0, s>>>(dst, seed, tensor, base,
-                                                                   batch_step, token_step);
+    fill_random_kernel<__half>
+        <<<blocks_for(n, 256), 256, 0, s>>>(dst, seed, tensor, base, batch_step, token_step);
   return static_cast<int>(cudaGetLastError());
 }
 

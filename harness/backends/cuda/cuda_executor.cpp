@@ -17,26 +17,28 @@
 #include "harness/core/mpi_world.hpp"
 #include "kernels/cuda/kernels.hpp"
 
-#define CPB_CUDA(call)                                                                   \
-  do {                                                                                   \
-    cudaError_t cpb_cuda_err_ = (call);                                                  \
-    if (cpb_cuda_err_ != cudaSuccess)                                                    \
-      return CPB_ERROR("CUDA error {} ({}) in {}", static_cast<int>(cpb_cuda_err_),      \
-                       cudaGetErrorString(cpb_cuda_err_), #call);                        \
+#define CPB_CUDA(call)                                                              \
+  do {                                                                              \
+    cudaError_t cpb_cuda_err_ = (call);                                             \
+    if (cpb_cuda_err_ != cudaSuccess)                                               \
+      return CPB_ERROR("CUDA error {} ({}) in {}", static_cast<int>(cpb_cuda_err_), \
+                       cudaGetErrorString(cpb_cuda_err_), #call);                   \
   } while (0)
 
-#define CPB_NCCL(call)                                                                   \
-  do {                                                                                   \
-    ncclResult_t cpb_nccl_err_ = (call);                                                 \
-    if (cpb_nccl_err_ != ncclSuccess)                                                    \
-      return CPB_ERROR("NCCL error {} ({}) in {}", static_cast<int>(cpb_nccl_err_),      \
-                       ncclGetErrorString(cpb_nccl_err_), #call);                        \
+#define CPB_NCCL(call)                                                              \
+  do {                                                                              \
+    ncclResult_t cpb_nccl_err_ = (call);                                            \
+    if (cpb_nccl_err_ != ncclSuccess)                                               \
+      return CPB_ERROR("NCCL error {} ({}) in {}", static_cast<int>(cpb_nccl_err_), \
+                       ncclGetErrorString(cpb_nccl_err_), #call);                   \
   } while (0)
 
 namespace cpb {
 namespace {
 
-cuda::ActType act_type(DType d) { return d == DType::fp16 ? cuda::ActType::fp16 : cuda::ActType::bf16; }
+cuda::ActType act_type(DType d) {
+  return d == DType::fp16 ? cuda::ActType::fp16 : cuda::ActType::bf16;
+}
 
 class CudaExecutor final : public Executor {
  public:
@@ -44,7 +46,9 @@ class CudaExecutor final : public Executor {
   // of one process, or MPI processes).
   CudaExecutor(int rank, int world, DType dtype, ncclComm_t comm, int device,
                std::function<Status()> host_barrier)
-      : Executor(rank, world, dtype), comm_(comm), device_(device),
+      : Executor(rank, world, dtype),
+        comm_(comm),
+        device_(device),
         host_barrier_(std::move(host_barrier)) {}
   ~CudaExecutor() override {
     for (void* p : mem_) cudaFree(p);
@@ -54,7 +58,8 @@ class CudaExecutor final : public Executor {
     if (t0_) cudaEventDestroy(t0_);
     if (t1_) cudaEventDestroy(t1_);
     if (join_) cudaEventDestroy(join_);
-    for (auto s : streams_) if (s) cudaStreamDestroy(s);
+    for (auto s : streams_)
+      if (s) cudaStreamDestroy(s);
   }
 
   Status init() {
@@ -112,10 +117,10 @@ class CudaExecutor final : public Executor {
 
   Status fill_random(const View& dst, const RandomFill& f) override {
     CPB_TRY(check_view(dst, ElemKind::act, "fill_random"));
-    CPB_TRY(launched(cuda::fill_random(act_type(dtype()), dev(dst), f.seed,
-                                       static_cast<uint32_t>(f.tensor), f.base, f.batch_step,
-                                       f.token_step, raw(Stream::compute)),
-                     "fill_random"));
+    CPB_TRY(launched(
+        cuda::fill_random(act_type(dtype()), dev(dst), f.seed, static_cast<uint32_t>(f.tensor),
+                          f.base, f.batch_step, f.token_step, raw(Stream::compute)),
+        "fill_random"));
     return synchronize();
   }
 
@@ -150,8 +155,8 @@ class CudaExecutor final : public Executor {
  protected:
   Status do_alloc(Buf b, ElemKind kind, int64_t elems) override {
     if (static_cast<int>(mem_.size()) <= b.id) mem_.resize(b.id + 1, nullptr);
-    const size_t bytes = static_cast<size_t>(std::max<int64_t>(elems, 1)) *
-                         (kind == ElemKind::f32 ? 4 : 2);
+    const size_t bytes =
+        static_cast<size_t>(std::max<int64_t>(elems, 1)) * (kind == ElemKind::f32 ? 4 : 2);
     CPB_CUDA(cudaMalloc(&mem_[b.id], bytes));
     // Zeroed, so that padding that travels is deterministic.
     CPB_CUDA(cudaMemset(mem_[b.id], 0, bytes));
@@ -160,19 +165,22 @@ class CudaExecutor final : public Executor {
   }
 
   Status do_attention(Stream s, const AttnArgs& a) override {
-    int kind = a.mask.kind == BlockMask::Kind::none ? 0 : a.mask.kind == BlockMask::Kind::full ? 1 : 2;
+    int kind = a.mask.kind == BlockMask::Kind::none   ? 0
+               : a.mask.kind == BlockMask::Kind::full ? 1
+                                                      : 2;
     // A transfer issued on the comm stream that the compute stream has not waited for yet may
     // run beside this kernel: let it have multiprocessors (kernels.hpp, share_sms).
     const bool share = s == Stream::compute && comm_in_flight_;
-    return launched(cuda::attention_forward(act_type(dtype()), dev(a.q), dev(a.k), dev(a.v),
-                                            dev(a.o), dev(a.lse), kind, a.mask.diag,
-                                            static_cast<float>(a.scale), a.accumulate, raw(s),
-                                            cuda::AttentionKernel::automatic, share),
-                    "attention");
+    return launched(
+        cuda::attention_forward(act_type(dtype()), dev(a.q), dev(a.k), dev(a.v), dev(a.o),
+                                dev(a.lse), kind, a.mask.diag, static_cast<float>(a.scale),
+                                a.accumulate, raw(s), cuda::AttentionKernel::automatic, share),
+        "attention");
   }
   Status do_merge(Stream s, const MergeArgs& a) override {
-    return launched(cuda::merge_partials(dev(a.o), dev(a.lse), dev(a.part_o), dev(a.part_lse), raw(s)),
-                    "merge");
+    return launched(
+        cuda::merge_partials(dev(a.o), dev(a.lse), dev(a.part_o), dev(a.part_lse), raw(s)),
+        "merge");
   }
   Status do_reset(Stream s, View o, View lse) override {
     return launched(cuda::reset_partials(dev(o), dev(lse), raw(s)), "reset");
@@ -184,8 +192,9 @@ class CudaExecutor final : public Executor {
     return {};
   }
   Status do_copy_view(Stream s, View dst, View src) override {
-    return launched(cuda::copy_view(static_cast<int>(elem_bytes(dst.buf)), dev(dst), dev(src), raw(s)),
-                    "copy_view");
+    return launched(
+        cuda::copy_view(static_cast<int>(elem_bytes(dst.buf)), dev(dst), dev(src), raw(s)),
+        "copy_view");
   }
   Status do_p2p(Stream s, std::span<const P2POp> ops) override {
     comm_in_flight_ = comm_in_flight_ || s == Stream::comm;
@@ -202,7 +211,8 @@ class CudaExecutor final : public Executor {
     CPB_NCCL(ncclGroupEnd());
     return {};
   }
-  Status do_all_to_all(Stream s, std::span<const Range> send, std::span<const Range> recv) override {
+  Status do_all_to_all(Stream s, std::span<const Range> send,
+                       std::span<const Range> recv) override {
     comm_in_flight_ = comm_in_flight_ || s == Stream::comm;
     // NCCL's all-to-all is grouped send/recv; empty entries (ranks outside a USP group) skip.
     const int r = rank();
@@ -289,7 +299,8 @@ class CudaExecutor final : public Executor {
     return static_cast<unsigned char*>(mem_[b.id]) + offset * elem_bytes(b);
   }
   cuda::DevView dev(const View& v) const {
-    return {ptr(v.buf, v.offset), v.batch, v.batch_stride, v.tokens, v.heads, v.dim, v.token_stride};
+    return {ptr(v.buf, v.offset), v.batch, v.batch_stride, v.tokens, v.heads, v.dim,
+            v.token_stride};
   }
   ncclDataType_t nccl_type(Buf b) const {
     if (kind_of(b) == ElemKind::f32) return ncclFloat32;
@@ -311,7 +322,7 @@ class CudaExecutor final : public Executor {
   std::vector<cudaEvent_t> events_;
   std::vector<cudaEvent_t> marks_;
   nvtxDomainHandle_t domain_ = nullptr;
-  std::string sticky_;  // first failed record/wait of the iteration
+  std::string sticky_;           // first failed record/wait of the iteration
   bool comm_in_flight_ = false;  // a comm-stream op not yet waited for by the compute stream
   void* flush_ = nullptr;
   size_t flush_bytes_ = 0;
@@ -325,8 +336,10 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     for (auto c : comms_) {
       if (c == nullptr) continue;
-      if (aborted_) ncclCommAbort(c);
-      else ncclCommDestroy(c);
+      if (aborted_)
+        ncclCommAbort(c);
+      else
+        ncclCommDestroy(c);
     }
   }
   std::string_view name() const override { return "cuda"; }
@@ -378,8 +391,10 @@ class MpiCudaBackend final : public Backend {
   MpiCudaBackend(int world, DType dtype) : world_(world), dtype_(dtype) {}
   ~MpiCudaBackend() override {
     if (comm_ == nullptr) return;
-    if (failed_) ncclCommAbort(comm_);
-    else ncclCommDestroy(comm_);
+    if (failed_)
+      ncclCommAbort(comm_);
+    else
+      ncclCommDestroy(comm_);
   }
   std::string_view name() const override { return "cuda"; }
   int size() const override { return world_; }
@@ -425,7 +440,9 @@ Status cuda_reference_attention(const Workload& w, const std::vector<float>& q,
   const cuda::ActType t = act_type(w.dtype);
   struct Dev {
     void* p = nullptr;
-    ~Dev() { if (p) cudaFree(p); }
+    ~Dev() {
+      if (p) cudaFree(p);
+    }
   } dq, dk, dv, dout, dlse;
   auto upload = [&](Dev& d, const std::vector<float>& host) -> Status {
     std::vector<uint16_t> tmp(host.size());

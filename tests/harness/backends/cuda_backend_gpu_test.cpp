@@ -32,12 +32,18 @@ TEST(CudaKernel, SingleGpuMatchesReference) {
       for (auto [h, hkv] : {std::pair<int64_t, int64_t>{8, 8}, {8, 2}, {16, 1}})
         for (auto [T, P] : {std::pair<int64_t, int64_t>{77, 0}, {130, 333}, {1, 515}})
           for (MaskKind m : {MaskKind::causal, MaskKind::full}) {
-            Workload w{.batch = 2, .heads = h, .kv_heads = hkv, .head_dim = d, .dtype = dt,
-                       .mask = m, .new_tokens = T, .cached_tokens = P};
+            Workload w{.batch = 2,
+                       .heads = h,
+                       .kv_heads = hkv,
+                       .head_dim = d,
+                       .dtype = dt,
+                       .mask = m,
+                       .new_tokens = T,
+                       .cached_tokens = P};
             auto res = execute_point(cuda_spec("ring_pass_kv", 1, w, LayoutKind::contiguous));
             ASSERT_TRUE(res.ok()) << res.error().detail();
-            EXPECT_TRUE(res->verify.passed())
-                << w.str() << " rel=" << res->verify.max_rel_err << " finite=" << res->verify.finite;
+            EXPECT_TRUE(res->verify.passed()) << w.str() << " rel=" << res->verify.max_rel_err
+                                              << " finite=" << res->verify.finite;
             EXPECT_EQ(res->clock, "cuda_event");
           }
 }
@@ -94,16 +100,28 @@ TEST(CudaKernel, FullyMaskedRowsGiveZeroAndMinusInf) {
 // 9.0, P rounded to bf16 before P·V) within the bf16 bound.
 TEST(CudaReference, NaiveKernelAgreesWithFp64AndWithThePortableKernel) {
   if (usable_gpus() < 1) GTEST_SKIP() << "no GPU";
-  Workload small{.batch = 2, .heads = 8, .kv_heads = 2, .head_dim = 64, .dtype = DType::bf16,
-                 .mask = MaskKind::causal, .new_tokens = 33, .cached_tokens = 70};
+  Workload small{.batch = 2,
+                 .heads = 8,
+                 .kv_heads = 2,
+                 .head_dim = 64,
+                 .dtype = DType::bf16,
+                 .mask = MaskKind::causal,
+                 .new_tokens = 33,
+                 .cached_tokens = 70};
   Inputs in = random_inputs(small, 11);
   std::vector<float> o, lse;
   Status st = gpu_reference_attention(small, in.q, in.k, in.v, o, lse);
   ASSERT_TRUE(st.ok()) << st.error().str();
   EXPECT_TRUE(verify_against_reference(small, in, o, lse, 1e-5).passed());
 
-  Workload big{.batch = 1, .heads = 32, .kv_heads = 8, .head_dim = 128, .dtype = DType::bf16,
-               .mask = MaskKind::causal, .new_tokens = 2048, .cached_tokens = 2048};
+  Workload big{.batch = 1,
+               .heads = 32,
+               .kv_heads = 8,
+               .head_dim = 128,
+               .dtype = DType::bf16,
+               .mask = MaskKind::causal,
+               .new_tokens = 2048,
+               .cached_tokens = 2048};
   ExecSpec spec = cuda_spec("ring_pass_kv", 1, big, LayoutKind::contiguous);
   spec.verify = false;
   Inputs bin = random_inputs(big, spec.seed);
@@ -145,10 +163,16 @@ TEST(CudaInputs, GeneratedOnTheGpuEqualTheHostInputs) {
     LayoutKind layout;
     int64_t batch, new_tokens, cached_tokens;
   };
-  for (const Case& c : {Case{LayoutKind::zigzag, 2, 6 * 16, 50}, Case{LayoutKind::striped, 1, 96, 0},
-                        Case{LayoutKind::contiguous, 1, 96, 7}, Case{LayoutKind::zigzag, 5, 1, 41}}) {
-    Workload w{.batch = c.batch, .heads = 4, .kv_heads = 2, .head_dim = 64, .dtype = DType::bf16,
-               .mask = MaskKind::causal, .new_tokens = c.new_tokens,
+  for (const Case& c :
+       {Case{LayoutKind::zigzag, 2, 6 * 16, 50}, Case{LayoutKind::striped, 1, 96, 0},
+        Case{LayoutKind::contiguous, 1, 96, 7}, Case{LayoutKind::zigzag, 5, 1, 41}}) {
+    Workload w{.batch = c.batch,
+               .heads = 4,
+               .kv_heads = 2,
+               .head_dim = 64,
+               .dtype = DType::bf16,
+               .mask = MaskKind::causal,
+               .new_tokens = c.new_tokens,
                .cached_tokens = c.cached_tokens};
     ExecSpec spec = cuda_spec("ring_pass_kv", cp, w, c.layout);
     spec.verify = true;
@@ -167,8 +191,13 @@ TEST(CudaInputs, GeneratedOnTheGpuEqualTheHostInputs) {
 // Points too large for the fp64 host reference are checked against the same inputs on one GPU.
 TEST(CudaVerify, LargePointsAreCheckedAgainstOneGpu) {
   if (usable_gpus() < 2) GTEST_SKIP() << "2 GPUs needed";
-  Workload w{.batch = 1, .heads = 32, .kv_heads = 8, .head_dim = 128, .dtype = DType::bf16,
-             .mask = MaskKind::causal, .new_tokens = 4096};
+  Workload w{.batch = 1,
+             .heads = 32,
+             .kv_heads = 8,
+             .head_dim = 128,
+             .dtype = DType::bf16,
+             .mask = MaskKind::causal,
+             .new_tokens = 4096};
   ASSERT_GT(workload_flops(w), kCpuReferenceMaxFlops);
   for (const char* s : {"ring_pass_kv", "ring_pass_q", "ulysses"}) {
     auto res = execute_point(cuda_spec(s, 2, w, LayoutKind::zigzag));
@@ -190,8 +219,14 @@ TEST_P(CudaStrategies, EveryPhaseMatchesReference) {
                {1, 8 * n, 40 * n + 3, LayoutKind::striped},
                {3, 1, 50 * n + 1, LayoutKind::contiguous}};
   for (const auto& c : cases) {
-    Workload w{.batch = c.b, .heads = 8, .kv_heads = 2, .head_dim = 128, .dtype = DType::bf16,
-               .mask = MaskKind::causal, .new_tokens = c.T, .cached_tokens = c.P};
+    Workload w{.batch = c.b,
+               .heads = 8,
+               .kv_heads = 2,
+               .head_dim = 128,
+               .dtype = DType::bf16,
+               .mask = MaskKind::causal,
+               .new_tokens = c.T,
+               .cached_tokens = c.P};
     ExecSpec spec = cuda_spec(strategy, n, w, c.layout);
     if (Status st = check_point(spec); !st.ok()) {
       EXPECT_TRUE(strategy == "ulysses" || strategy == "usp") << st.error().str();
@@ -201,8 +236,8 @@ TEST_P(CudaStrategies, EveryPhaseMatchesReference) {
     spec.iterations = 3;
     auto res = execute_point(spec);
     ASSERT_TRUE(res.ok()) << res.error().detail();
-    EXPECT_TRUE(res->verify.passed()) << strategy << " n=" << n << " " << w.str()
-                                      << " rel=" << res->verify.max_rel_err;
+    EXPECT_TRUE(res->verify.passed())
+        << strategy << " n=" << n << " " << w.str() << " rel=" << res->verify.max_rel_err;
     for (double t : res->iteration_times_s) EXPECT_GT(t, 0);
   }
 }
