@@ -63,15 +63,18 @@ nlohmann::json git_info() {
     if (auto status = run_capture(git + " status --porcelain 2>/dev/null"))
       g["dirty"] = !trim(*status).empty();
 #endif
-  // A copied tree without .git (the lent GPU machines get one): the copier may say which commit
-  // it was, so that a number measured there still names its source.
-  if (g["sha"] == kUnknown) {
-    if (const char* sha = std::getenv("CPBENCH_GIT_SHA"); sha != nullptr && *sha != '\0') {
-      g["sha"] = std::string(sha);
-      g["sha_from"] = "CPBENCH_GIT_SHA";
-      if (const char* d = std::getenv("CPBENCH_GIT_DIRTY"); d != nullptr && *d != '\0')
-        g["dirty"] = std::string(d) != "0";
+  // A copied tree (the lent GPU machines get one, without .git or with a stale one): the copier
+  // says which commit it was, so that a number measured there names its source. The caller's
+  // word wins over what git reads there; a different git answer is kept beside it.
+  if (const char* sha = std::getenv("CPBENCH_GIT_SHA"); sha != nullptr && *sha != '\0') {
+    if (g["sha"] != sha) {
+      if (g["sha"] != kUnknown) g["sha_git"] = g["sha"];
+      g["dirty"] = kUnknown;  // git's answer was about another tree state
     }
+    g["sha"] = std::string(sha);
+    g["sha_from"] = "CPBENCH_GIT_SHA";
+    if (const char* d = std::getenv("CPBENCH_GIT_DIRTY"); d != nullptr && *d != '\0')
+      g["dirty"] = std::string(d) != "0";
   }
   return g;
 }

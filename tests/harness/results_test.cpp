@@ -16,6 +16,7 @@
 
 #include "harness/io/provenance.hpp"
 
+#include "tests/support/scoped_env.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -327,6 +328,18 @@ TEST(Provenance, CollectsEverything) {
   const json empty = cpb::collect_provenance(0, nullptr);
   EXPECT_TRUE(empty["argv"].empty());
   EXPECT_EQ(empty["repro"], "");
+}
+
+// On a copied tree (a lent GPU machine) the caller names the commit; its word wins over what a
+// stale .git there says, which is kept beside it.
+TEST(Provenance, TheCallersCommitWins) {
+  cpb::testing_support::ScopedEnv sha("CPBENCH_GIT_SHA", "abc1234");
+  cpb::testing_support::ScopedEnv dirty("CPBENCH_GIT_DIRTY", "0");
+  const json git = cpb::collect_provenance(0, nullptr)["git"];
+  EXPECT_EQ(git["sha"], "abc1234");
+  EXPECT_EQ(git["sha_from"], "CPBENCH_GIT_SHA");
+  EXPECT_EQ(git["dirty"], false);
+  if (git.contains("sha_git")) EXPECT_NE(git["sha_git"], "abc1234");
 }
 
 TEST(Provenance, ShellQuote) {
