@@ -180,6 +180,7 @@ bool Executor::is_comm(OpKind k) {
 
 Status Executor::issue(OpRecord rec, const std::function<Status()>& launch) {
   const bool skipped = is_comm(rec.kind) ? skip_comm_ : skip_compute_;
+  if (is_comm(rec.kind)) comm_issued(rec.stream);
   int first_mark = -1;
   if (tracing_) {
     first_mark = next_mark_++;

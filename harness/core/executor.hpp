@@ -253,6 +253,9 @@ class Executor {
   // Profiler ranges around each op (NVTX on cuda); no-ops by default.
   virtual void range_push(const OpRecord&) {}
   virtual void range_pop() {}
+  // Called for every communication op as it is issued, also when the comm-skipping variant
+  // leaves it out, so that the compute ops of that variant run as they do beside it.
+  virtual void comm_issued(Stream) {}
 
   Status check_view(const View& v, ElemKind kind, std::string_view what) const;
   ElemKind kind_of(Buf b) const { return bufs_[b.id].kind; }

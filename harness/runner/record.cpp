@@ -72,9 +72,8 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
   // Host overhead: seconds the host spent issuing an iteration's ops, and per ring step (the
   // steps the strategy numbered; 1 for a strategy without steps).
   if (!res->issue_s.empty()) {
-    int steps = 0;
-    for (const auto& op : res->ranks[0].accounting.log) steps = std::max(steps, op.step + 1);
-    steps = std::max(steps, 1);
+    int steps = 1;
+    for (const auto& rk : res->ranks) steps = std::max(steps, rk.steps);
     nlohmann::json issue = to_json(summarize(res->issue_s));
     issue["samples"] = res->issue_s;
     r["host"] = {{"issue_s", issue},

@@ -177,8 +177,13 @@ int64_t cpu_host_bytes_estimate(const ExecSpec& spec, const Placement& pl) {
   if (host_reference)
     bytes += 8 * (q + q / w.head_dim) + 8 * w.context();
   else if (spec.verify)
-    bytes += 4 * (q + q / w.head_dim);      // the single-GPU run's O, LSE
-  if (spec.backend != "cpu") return bytes;  // the ranks' buffers live on the GPUs
+    bytes += 4 * (q + q / w.head_dim);  // the single-GPU run's O, LSE
+  if (spec.backend != "cpu") {
+    // The ranks' buffers live on the GPUs; their read-back copies and each read's staging
+    // buffer do not (twice over while the single-GPU reference reads its own).
+    bytes += (spec.verify && !host_reference ? 16 : 8) * (q + q / w.head_dim);
+    return bytes;
+  }
   // Per rank: q, o, lse shards; its K/V block, up to N gathered blocks and scratch.
   const int64_t block = packed_kv_elems(w, pl.max_kv_count());
   const int64_t qr = w.batch * pl.max_q_count() * w.heads * w.head_dim;
@@ -211,6 +216,7 @@ Status gather_to_root(ExecResult& res, std::vector<std::string>& clocks) {
   nlohmann::json j;
   j["times"] = mine.times_s;
   j["issue"] = mine.issue_s;
+  j["steps"] = mine.steps;
   j["compute_only"] = mine.compute_only_s;
   j["comm_only"] = mine.comm_only_s;
   j["peak"] = mine.peak_memory_bytes;
@@ -234,6 +240,7 @@ Status gather_to_root(ExecResult& res, std::vector<std::string>& clocks) {
     RankReport& rep = res.ranks[r];
     rep.times_s = o["times"].get<std::vector<double>>();
     rep.issue_s = o["issue"].get<std::vector<double>>();
+    rep.steps = o["steps"].get<int>();
     rep.compute_only_s = o["compute_only"].get<std::vector<double>>();
     rep.comm_only_s = o["comm_only"].get<std::vector<double>>();
     rep.peak_memory_bytes = o["peak"].get<int64_t>();
@@ -402,6 +409,7 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
       CPB_ASSIGN_OR_RETURN(double seconds, one());
       if (first) {
         rep.accounting = ex.accounting();
+        for (const auto& op : rep.accounting.log) rep.steps = std::max(rep.steps, op.step + 1);
         ex.set_logging(false);
       }
       if (it >= total_iters - spec.iterations) {

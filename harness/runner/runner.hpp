@@ -48,6 +48,7 @@ struct ExecSpec {
 struct RankReport {
   std::vector<double> times_s;  // per timed iteration (wall clock on cpu)
   std::vector<double> issue_s;  // host seconds spent issuing each timed iteration's ops
+  int steps = 1;                // ring steps the strategy numbered (1 when it numbers none)
   std::vector<double> compute_only_s;  // the same iterations without communication
   std::vector<double> comm_only_s;     // the same iterations without compute
   std::vector<TraceSlice> trace;       // the traced iteration

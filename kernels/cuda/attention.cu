@@ -185,12 +185,12 @@ __global__ void merge_o_kernel(DevView o, DevView lse, DevView po, DevView pl, R
   const float mm = fmaxf(l0, l1);
   float* out = at_mut<float>(o, b, t, h) + c * kVec;
   const float* part = at<float>(po, b, t, h) + c * kVec;
-  float w0 = 0.0f, w1 = 0.0f;
-  if (mm != -INFINITY) {
-    const float e0 = __expf(l0 - mm), e1 = __expf(l1 - mm), inv = 1.0f / (e0 + e1);
-    w0 = e0 * inv;
-    w1 = e1 * inv;
+  if (mm == -INFINITY) {  // neither side saw a key: O = 0 whatever the buffers hold
+    for (int x = 0; x < kVec; ++x) out[x] = 0.0f;
+    return;
   }
+  const float e0 = __expf(l0 - mm), e1 = __expf(l1 - mm), inv = 1.0f / (e0 + e1);
+  const float w0 = e0 * inv, w1 = e1 * inv;
   if constexpr (kVec == 4) {
     float4 a = *reinterpret_cast<float4*>(out);
     const float4 p = *reinterpret_cast<const float4*>(part);

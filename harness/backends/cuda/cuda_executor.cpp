@@ -197,7 +197,6 @@ class CudaExecutor final : public Executor {
         "copy_view");
   }
   Status do_p2p(Stream s, std::span<const P2POp> ops) override {
-    comm_in_flight_ = comm_in_flight_ || s == Stream::comm;
     CPB_NCCL(ncclGroupStart());
     for (const auto& op : ops) {
       if (op.range.count == 0) continue;
@@ -213,7 +212,6 @@ class CudaExecutor final : public Executor {
   }
   Status do_all_to_all(Stream s, std::span<const Range> send,
                        std::span<const Range> recv) override {
-    comm_in_flight_ = comm_in_flight_ || s == Stream::comm;
     // NCCL's all-to-all is grouped send/recv; empty entries (ranks outside a USP group) skip.
     const int r = rank();
     if (send[r].count > 0)
@@ -234,7 +232,6 @@ class CudaExecutor final : public Executor {
     return {};
   }
   Status do_all_gather(Stream s, Range send, Range recv) override {
-    comm_in_flight_ = comm_in_flight_ || s == Stream::comm;
     CPB_NCCL(ncclAllGather(ptr(send.buf, send.offset), ptr(recv.buf, recv.offset),
                            static_cast<size_t>(send.count), nccl_type(send.buf), comm_, stream(s)));
     return {};
@@ -249,6 +246,9 @@ class CudaExecutor final : public Executor {
     }
     note(cudaEventRecord(events_[e.id], stream(s)), "cudaEventRecord");
   }
+  // Also in the compute-only variant (the transfer is left out there, but the attention kernels
+  // must be launched as in the full run for its time to be the full run's compute).
+  void comm_issued(Stream s) override { comm_in_flight_ = comm_in_flight_ || s == Stream::comm; }
   void do_wait(Stream s, Event e) override {
     // The compute stream now follows the comm stream up to an event: nothing issued so far is
     // assumed to run beside the next kernels (the strategies wait on their latest transfer).
