@@ -170,6 +170,7 @@ void Executor::account(OpRecord rec) {
     auto& w = pending_waits_[static_cast<int>(rec.stream)];
     rec.waits = std::move(w);
     w.clear();
+    last_logged_[static_cast<int>(rec.stream)] = static_cast<int>(acct_.log.size());
     acct_.log.push_back(std::move(rec));
   }
 }
@@ -291,6 +292,7 @@ Status Executor::p2p(Stream s, std::span<const P2POp> ops, std::string_view phas
     int64_t bytes = op.range.count * elem_bytes(op.range.buf);
     (op.kind == P2POp::Kind::send ? rec.bytes_sent : rec.bytes_recv) += bytes;
     rec.peers.push_back(op.peer);
+    if (bytes > 0) rec.transfers.push_back({op.peer, op.kind == P2POp::Kind::send, bytes});
   }
   return issue(std::move(rec), [&] { return do_p2p(s, ops); });
 }
@@ -307,8 +309,12 @@ Status Executor::all_to_all(Stream s, std::span<const Range> send, std::span<con
     // What a rank keeps for itself never crosses a link.
     if (j == rank_) continue;
     if (send[j].count > 0 || recv[j].count > 0) ++rec.participants;
-    rec.bytes_sent += send[j].count * elem_bytes(send[j].buf);
-    rec.bytes_recv += recv[j].count * elem_bytes(recv[j].buf);
+    const int64_t out = send[j].count * elem_bytes(send[j].buf);
+    const int64_t in = recv[j].count * elem_bytes(recv[j].buf);
+    rec.bytes_sent += out;
+    rec.bytes_recv += in;
+    if (out > 0) rec.transfers.push_back({j, true, out});
+    if (in > 0) rec.transfers.push_back({j, false, in});
   }
   return issue(std::move(rec), [&] { return do_all_to_all(s, send, recv); });
 }
@@ -331,6 +337,10 @@ Status Executor::all_gather(Stream s, Range send, Range recv, std::string_view p
 
 Event Executor::record(Stream s) {
   Event e{next_event_++};
+  if (logging_) {
+    if (static_cast<int>(acct_.events.size()) <= e.id) acct_.events.resize(e.id + 1);
+    acct_.events[static_cast<size_t>(e.id)] = {s, last_logged_[static_cast<int>(s)]};
+  }
   do_record(s, e);
   return e;
 }

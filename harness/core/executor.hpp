@@ -109,6 +109,13 @@ struct Event {
 enum class OpKind { attention, merge, reset, copy, p2p, all_to_all, all_gather };
 std::string_view to_string(OpKind k);
 
+// What one op moves to or from one peer (p2p and all-to-all; the rank itself never appears).
+struct PeerTransfer {
+  int peer = 0;
+  bool send = true;  // false: received from `peer`
+  int64_t bytes = 0;
+};
+
 // One recorded op (op logging on).
 struct OpRecord {
   OpKind kind = OpKind::attention;
@@ -117,9 +124,10 @@ struct OpRecord {
   int step = -1;
   int64_t bytes_sent = 0;
   int64_t bytes_recv = 0;
-  double flops = 0;        // attention: 4 * B * H * d * visible pairs
-  int64_t sq = 0, sk = 0;  // attention block shape
-  std::vector<int> peers;  // p2p peers
+  double flops = 0;                     // attention: 4 * B * H * d * visible pairs
+  int64_t sq = 0, sk = 0;               // attention block shape
+  std::vector<int> peers;               // p2p peers
+  std::vector<PeerTransfer> transfers;  // p2p and all-to-all, per peer and direction
   int participants = 0;    // ranks taking part in a collective (a USP group may be < N)
   std::vector<int> waits;  // events this op's stream waited on since its previous op
 };
@@ -145,9 +153,17 @@ struct PhaseCounters {
   int participants = 0;  // largest collective group of the phase (0: no collective)
 };
 
+// Where a recorded event stands in the log: after log entry `after_op` (-1: before any op) of
+// its stream.
+struct EventRecord {
+  Stream stream = Stream::compute;
+  int after_op = -1;
+};
+
 struct Accounting {
   std::map<std::string, PhaseCounters> phases;
   std::vector<OpRecord> log;
+  std::vector<EventRecord> events;  // by event id, for the iteration that was logged
   PhaseCounters total() const;
   // Attention FLOPs of the ops logged with this step number.
   double step_flops(int step) const;
@@ -231,7 +247,10 @@ class Executor {
   // --- bookkeeping ----------------------------------------------------------------------------
   void set_step(int step) { step_ = step; }
   void set_logging(bool on) { logging_ = on; }
-  void reset_accounting() { acct_ = {}; }
+  void reset_accounting() {
+    acct_ = {};
+    last_logged_[0] = last_logged_[1] = -1;
+  }
   const Accounting& accounting() const { return acct_; }
 
  protected:
@@ -280,6 +299,7 @@ class Executor {
   int step_ = -1;
   bool logging_ = false;
   int next_event_ = 0;
+  int last_logged_[2] = {-1, -1};  // log index of each stream's latest op
   std::vector<int> pending_waits_[2];
   Accounting acct_;
   bool skip_compute_ = false, skip_comm_ = false;

@@ -186,4 +186,23 @@ Expected<Timeline> simulate(const std::vector<RankProgram>& ranks) {
   return st.tl;
 }
 
+RankProgram program_from_log(const Accounting& acct,
+                             const std::function<double(const OpRecord&)>& cost) {
+  RankProgram p;
+  for (const OpRecord& rec : acct.log) {
+    SimOp o;
+    o.stream = rec.stream;
+    o.kind = rec.kind;
+    o.duration_s = cost(rec);
+    for (const PeerTransfer& t : rec.transfers) o.transfers.push_back({t.peer, t.send, t.bytes});
+    o.collective = rec.kind == OpKind::all_gather;
+    o.waits = rec.waits;
+    o.phase = rec.phase;
+    o.step = rec.step;
+    p.ops.push_back(std::move(o));
+  }
+  for (const EventRecord& e : acct.events) p.events.push_back({e.stream, e.after_op});
+  return p;
+}
+
 }  // namespace cpb::sim

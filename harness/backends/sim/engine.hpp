@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,5 +66,11 @@ struct Timeline {
 };
 
 Expected<Timeline> simulate(const std::vector<RankProgram>& ranks);
+
+// One rank's program from the iteration its executor logged (Accounting::log and ::events: the
+// ops in issue order with their streams, waits and per-peer transfers), each op lasting what
+// `cost` says. All-gathers are collectives over every rank.
+RankProgram program_from_log(const Accounting& acct,
+                             const std::function<double(const OpRecord&)>& cost);
 
 }  // namespace cpb::sim
