@@ -46,6 +46,12 @@ case $part in
   all) filter='' ;;
   *) echo "compare_h200: --part must be mha, gqa or all, not '$part'" >&2; exit 2 ;;
 esac
+for knob in SWEEP_TIMEOUT_S PEER_TIMEOUT_S; do
+  if [[ -n ${!knob:-} && ! ${!knob} =~ ^[1-9][0-9]*$ ]]; then
+    echo "compare_h200: $knob must be a whole number of seconds >= 1, not '${!knob}'" >&2
+    exit 2
+  fi
+done
 OUT=${OUT:-$PWD/out-compare}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

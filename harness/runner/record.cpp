@@ -74,11 +74,12 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
   if (!res->issue_s.empty()) {
     int steps = 1;
     for (const auto& rk : res->ranks) steps = std::max(steps, rk.steps);
-    nlohmann::json issue = to_json(summarize(res->issue_s));
+    const TimeStats is = summarize(res->issue_s);
+    nlohmann::json issue = to_json(is);
     issue["samples"] = res->issue_s;
     r["host"] = {{"issue_s", issue},
                  {"steps", steps},
-                 {"issue_per_step_us", summarize(res->issue_s).median / steps * 1e6}};
+                 {"issue_per_step_us", is.median / steps * 1e6}};
   }
 
   const double flops = workload_flops(p.workload);
