@@ -155,6 +155,18 @@ def flatten_record(rec: dict, run_dir: Path | None = None, traces: bool = True) 
                     key = f"{col}.{name}"
                     row[key] = max(row.get(key, v), v)
 
+    host = rec.get("host") if isinstance(rec.get("host"), dict) else {}
+    row["host_issue_per_step_us"] = host.get("issue_per_step_us")
+    row["host_steps"] = host.get("steps")
+    row["cuda_graph"] = host.get("cuda_graph")
+    # Memory per rank: the largest peak, and the largest peak over its rank's minimum.
+    peaks = _get(rec, "memory", "peak_bytes_per_rank") or []
+    least = _get(rec, "memory", "minimum_bytes_per_rank") or []
+    row["memory_peak_bytes"] = max(peaks) if peaks else None
+    row["memory_minimum_bytes"] = max(least) if least else None
+    ratios = [a / b for a, b in zip(peaks, least) if b]
+    row["memory_over_minimum"] = max(ratios) if ratios else None
+
     detail = rec.get("strategy_detail") if isinstance(rec.get("strategy_detail"), dict) else {}
     row["auto_choice"] = detail.get("choice")
     row["auto_reason"] = detail.get("reason")

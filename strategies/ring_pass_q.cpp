@@ -6,14 +6,19 @@
 // block's sequence ids follow from its source rank, so each visiting query attends the keys of
 // its own sequence. Bytes per rank: (N-1) x the Q block (B_r·T_r·H·d·e) on the ring, plus the
 // all-to-all of partial outputs, (N-1) x B_r·T_r·H·(d+1)·4 (O and LSE travel in fp32, so that
-// merging stays exact). Memory: two ring Q buffers and N partial (O, LSE) slots each way (the
-// own slot of each is empty, kept so that slot j is rank j's).
+// merging stays exact). Memory, in two stages: the ring (two Q buffers, and the N partial
+// (O, LSE) slots filled as the queries visit; the own slot is empty, kept so that slot j is rank
+// j's) and the return (the filled slots, and the N - 1 partials received). The received partials
+// reuse the ring buffers' memory; the filled slots live through both stages. That is the
+// minimum with one all-to-all: every partial must be held, sent and received at once.
 #include <vector>
 
 #include "strategies/common.hpp"
 
 namespace cpb {
 namespace {
+
+enum Stage { kRing = 0, kReturn = 1 };
 
 struct Sizes {
   std::vector<int64_t> q_elems;     // per source rank: its Q block
@@ -52,6 +57,9 @@ class RingPassQ final : public RankStrategy {
   Status run(Executor& ex, const RankTensors& io) override {
     const int n = ex.world(), r = ex.rank();
     const int next = (r + 1) % n, prev = (r - 1 + n) % n;
+    ex.set_stage(kRing);
+    // The ring buffers hold the previous run's received partials, which its merges read.
+    ex.wait(Stream::comm, ex.record(Stream::compute));
     const View k = packed_kv_view(w_, io.kv, 0, io.kv_capacity, pl_.kv_count(r), 0);
     const View v = packed_kv_view(w_, io.kv, 0, io.kv_capacity, pl_.kv_count(r), 1);
     Buf cur = io.q.buf;
@@ -93,6 +101,8 @@ class RingPassQ final : public RankStrategy {
     // Partials go home: slot s of `sent_` to rank s; from rank j, the partial of my queries
     // against j's keys.
     ex.set_step(n);
+    ex.set_stage(kReturn);
+    // The received partials overwrite the ring buffers: the all-to-all follows the last read.
     ex.wait(Stream::comm, computed);
     std::vector<Range> send(n), recv(n);
     for (int j = 0; j < n; ++j) {
@@ -140,13 +150,17 @@ CPB_REGISTER_STRATEGY((StrategyInfo{
       }
       Buf a, b, slots, got;
       if (n > 1) {
-        CPB_ASSIGN_OR_RETURN(a, ex.alloc("ring_pass_q.ring0", ElemKind::act, q_max));
-        if (n > 2) {
-          CPB_ASSIGN_OR_RETURN(b, ex.alloc("ring_pass_q.ring1", ElemKind::act, q_max));
-        }
-        CPB_ASSIGN_OR_RETURN(slots, ex.alloc("ring_pass_q.partials_out", ElemKind::f32, sent));
-        CPB_ASSIGN_OR_RETURN(
-            got, ex.alloc("ring_pass_q.partials_in", ElemKind::f32, n * sz.part_elems[r]));
+        const Executor::Staged staged[] = {
+            {"ring_pass_q.partials_out", ElemKind::f32, sent, kRing, kReturn},
+            {"ring_pass_q.partials_in", ElemKind::f32, n * sz.part_elems[r], kReturn, kReturn},
+            {"ring_pass_q.ring0", ElemKind::act, q_max, kRing, kRing},
+            {"ring_pass_q.ring1", ElemKind::act, n > 2 ? q_max : 0, kRing, kRing},
+        };
+        CPB_ASSIGN_OR_RETURN(auto bufs, ex.alloc_staged("ring_pass_q.workspace", staged));
+        slots = bufs[0];
+        got = bufs[1];
+        a = bufs[2];
+        b = bufs[3];
       }
       return std::unique_ptr<RankStrategy>(new RingPassQ(ctx, std::move(sz), a, b, slots, got));
     },

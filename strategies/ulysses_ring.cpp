@@ -1,18 +1,22 @@
 // The Ulysses x ring algorithm shared by `ulysses` and `usp` (see ulysses_ring.hpp for what
-// moves and the bytes per rank). Buffers of a rank x in group G with u > 1, all allocated in
-// prepare:
-//   q_send    (u-1) slots [B][q_count(x)][H/u][d]: x's Q head slices for the other members;
-//   q         u blocks [B][q_count(m)][H/u][d]: head slice i of every member m's queries;
-//   kv_send   K then V, (u-1) slots each [B][kv_count(x)][h][d];
-//   kv        the group K/V block: K of every member ([B][kv_count(m)][h][d] each, in member
-//             order), then V the same way; this is the message the ring moves, so its size is
-//             a function of the group alone and both ends of a ring hop compute it alike;
-//   acc       per member m, [O: B*q_count(m)*(H/u)*d | LSE: B*q_count(m)*(H/u)] fp32, so each
-//             member's partial leaves in one contiguous range without packing;
-//   o_recv    (u-1) slots of the same [O | LSE] shape for x's own queries.
-// Ring buffers (r > 1): one or two blocks of the largest group K/V block. With u = 1 there is
-// no all-to-all: queries, K/V and outputs are the rank's own tensors and the ring moves the
-// packed [2][B][capacity][Hkv][d] block exactly like ring_pass_kv.
+// moves and the bytes per rank). It runs in three stages: (a) scatter heads, (b) attend over
+// the ring, (c) gather heads. Buffers of a rank x in group G with u > 1, with their stages:
+//   q_send    (a)    (u-1) slots [B][q_count(x)][H/u][d]: x's Q head slices for the others;
+//   kv_send   (a)    K then V, (u-1) slots each [B][kv_count(x)][h][d];
+//   q         (a-b)  u blocks [B][q_count(m)][H/u][d]: head slice i of every member m's queries;
+//   kv        (a-b)  the group K/V block: K of every member ([B][kv_count(m)][h][d] each, in
+//                    member order), then V the same way; this is the message the ring moves,
+//                    so its size is a function of the group alone and both ends of a ring hop
+//                    compute it alike;
+//   ring0/1   (b)    r > 1: one or two blocks of the largest group K/V block;
+//   acc       (b-c)  per member m, [O: B*q_count(m)*(H/u)*d | LSE: B*q_count(m)*(H/u)] fp32, so
+//                    each member's partial leaves in one contiguous range without packing;
+//   o_recv    (c)    (u-1) slots of the same [O | LSE] shape for x's own queries.
+// They share one workspace (Executor::alloc_staged): the send buffers' memory is reused by the
+// ring buffers and the accumulators, the received outputs reuse what (a) and (b) read, so a
+// rank holds its busiest stage, not the sum. With u = 1 there is no all-to-all: queries, K/V and
+// outputs are the rank's own tensors and the ring moves the packed [2][B][capacity][Hkv][d]
+// block exactly like ring_pass_kv.
 #include "strategies/ulysses_ring.hpp"
 
 #include <algorithm>
@@ -74,6 +78,8 @@ Expected<UlyssesRingPlan> plan_ulysses_ring(const StrategyContext& ctx, int u,
 
 namespace {
 
+enum Stage { kScatter = 0, kAttend = 1, kGather = 2 };
+
 class UlyssesRing final : public RankStrategy {
  public:
   UlyssesRing(const StrategyContext& ctx, const UlyssesRingPlan& plan, int rank, int64_t capacity)
@@ -103,25 +109,31 @@ class UlyssesRing final : public RankStrategy {
   }
 
   Status allocate(Executor& ex) {
-    if (u_ > 1) {
-      CPB_ASSIGN_OR_RETURN(q_send_,
-                           ex.alloc("usp.q_send", ElemKind::act, others() * q_elems(rank_)));
-      CPB_ASSIGN_OR_RETURN(q_recv_, ex.alloc("usp.q", ElemKind::act, q_total_));
-      CPB_ASSIGN_OR_RETURN(kv_send_,
-                           ex.alloc("usp.kv_send", ElemKind::act, 2 * others() * kv_elems(rank_)));
-      CPB_ASSIGN_OR_RETURN(group_kv_, ex.alloc("usp.kv", ElemKind::act, group_kv_elems(group_)));
-      CPB_ASSIGN_OR_RETURN(acc_buf_, ex.alloc("usp.acc", ElemKind::f32, acc_total_));
-      CPB_ASSIGN_OR_RETURN(o_recv_,
-                           ex.alloc("usp.o_recv", ElemKind::f32, others() * o_elems(rank_)));
-    }
     int64_t largest = 0;
     for (int g = 0; g < r_; ++g) largest = std::max(largest, group_kv_elems(g));
-    if (r_ > 1) {
-      CPB_ASSIGN_OR_RETURN(ring_[0], ex.alloc("usp.ring0", ElemKind::act, largest));
-    }
-    if (r_ > 2) {
-      CPB_ASSIGN_OR_RETURN(ring_[1], ex.alloc("usp.ring1", ElemKind::act, largest));
-    }
+    const int64_t ring0 = r_ > 1 ? largest : 0, ring1 = r_ > 2 ? largest : 0;
+    if (u_ == 1 && r_ == 1) return {};
+    const bool a2a = u_ > 1;
+    const Executor::Staged staged[] = {
+        {"usp.q_send", ElemKind::act, a2a ? others() * q_elems(rank_) : 0, kScatter, kScatter},
+        {"usp.kv_send", ElemKind::act, a2a ? 2 * others() * kv_elems(rank_) : 0, kScatter,
+         kScatter},
+        {"usp.q", ElemKind::act, a2a ? q_total_ : 0, kScatter, kAttend},
+        {"usp.kv", ElemKind::act, a2a ? group_kv_elems(group_) : 0, kScatter, kAttend},
+        {"usp.ring0", ElemKind::act, ring0, kAttend, kAttend},
+        {"usp.ring1", ElemKind::act, ring1, kAttend, kAttend},
+        {"usp.acc", ElemKind::f32, a2a ? acc_total_ : 0, kAttend, kGather},
+        {"usp.o_recv", ElemKind::f32, a2a ? others() * o_elems(rank_) : 0, kGather, kGather},
+    };
+    CPB_ASSIGN_OR_RETURN(auto b, ex.alloc_staged("usp.workspace", staged));
+    q_send_ = b[0];
+    kv_send_ = b[1];
+    q_recv_ = b[2];
+    group_kv_ = b[3];
+    ring_[0] = b[4];
+    ring_[1] = b[5];
+    acc_buf_ = b[6];
+    o_recv_ = b[7];
     for (int m = 0; u_ > 1 && m < u_; ++m) {
       const int64_t qc = pl_.q_count(member(group_, m));
       acc_[m].o = dense_view(acc_buf_, acc_off_[m], b_, qc, hq_, d_);
@@ -132,6 +144,7 @@ class UlyssesRing final : public RankStrategy {
 
   Status run(Executor& ex, const RankTensors& io) override {
     ex.set_step(0);
+    ex.set_stage(kScatter);
     for (auto& a : acc_) std::fill(a.started.begin(), a.started.end(), false);
     if (u_ > 1) {
       CPB_TRY(scatter_heads(ex, io));
@@ -140,9 +153,11 @@ class UlyssesRing final : public RankStrategy {
       acc_[0].o = io.o;
       acc_[0].lse = io.lse;
     }
+    ex.set_stage(kAttend);
     CPB_TRY(ring(ex, io));
     for (int m = 0; m < u_; ++m)
       CPB_TRY(finish_accumulator(ex, Stream::compute, pl_.q_segments(member(group_, m)), acc_[m]));
+    ex.set_stage(kGather);
     if (u_ > 1) CPB_TRY(gather_heads(ex, io));
     return {};
   }

@@ -296,6 +296,8 @@ int run_main(int argc, char** argv) {
   run->add_flag("--dry-run", so.dry_run, "Print the expanded points and exit; writes nothing");
   run->add_flag("--quiet", so.quiet, "No progress line per point");
   run->add_option("--gpus", so.gpus, "cuda: use at most N of the visible GPUs (rank r on GPU r)");
+  run->add_flag("--cuda-graph", so.cuda_graph,
+                "cuda: time CUDA graph replays of each point's iteration (as `cuda_graph: true`)");
 
   auto* list = app.add_subcommand("list", "List strategies, layouts, backends and presets");
 

@@ -71,7 +71,8 @@ const std::vector<std::string> kPhases = {"decode", "prefill"};
 const std::vector<std::string> kBackends = {"auto", "cpu", "cuda", "sim"};
 const std::vector<std::string> kTopKeys = {"name",       "description", "backend",   "warmup",
                                            "iterations", "verify",      "timeout_s", "presets",
-                                           "defaults",   "axes",        "zip",       "where"};
+                                           "defaults",   "axes",        "zip",       "where",
+                                           "cuda_graph"};
 
 // Point keys, indexed for speed: a sweep may resolve up to kMaxPoints combinations.
 enum Key : int {
@@ -610,6 +611,13 @@ class ExperimentParser {
       s.kind = Spec::Kind::boolean;
       CPB_ASSIGN_OR_RETURN(ParamValue v, value(e->value, s, line_of(e->value, e->line), "verify"));
       exp_.verify = std::get<bool>(v);
+    }
+    if (const Entry* e = get("cuda_graph")) {
+      Spec s;
+      s.kind = Spec::Kind::boolean;
+      CPB_ASSIGN_OR_RETURN(ParamValue v,
+                           value(e->value, s, line_of(e->value, e->line), "cuda_graph"));
+      exp_.cuda_graph = std::get<bool>(v);
     }
     if (const Entry* e = get("timeout_s")) {
       Spec s;

@@ -60,6 +60,7 @@ struct Experiment {
   int iterations = 5;
   bool verify = true;
   double timeout_s = 120.0;  // per point; a rank that waits longer aborts the point
+  bool cuda_graph = false;   // time CUDA graph replays of each point's iteration (cuda backend)
   std::map<std::string, Preset> presets;  // built-ins plus the file's own
   std::vector<Point> points;  // after `where`
 };

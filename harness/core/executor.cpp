@@ -2,9 +2,11 @@
 // mask-aware FLOPs per phase that every run records.
 #include "harness/core/executor.hpp"
 
+#include <chrono>
 #include <functional>
 #include <vector>
 
+#include "harness/core/workspace.hpp"
 #include "harness/io/npy.hpp"
 
 namespace cpb {
@@ -101,8 +103,65 @@ Expected<Buf> Executor::alloc(std::string_view name, ElemKind kind, int64_t elem
   bufs_.push_back({std::string(name), kind, elems});
   CPB_TRY(do_alloc(b, kind, elems));
   mem_current_ += elems * elem_bytes(b);
+  mem_minimum_ += elems * elem_bytes(b);
   mem_peak_ = std::max(mem_peak_, mem_current_);
   return b;
+}
+
+Status Executor::begin_capture() {
+  return CPB_ERROR("the {} backend cannot capture an iteration into a graph", backend());
+}
+Status Executor::end_capture() {
+  return begin_capture();
+}
+Status Executor::replay() {
+  return begin_capture();
+}
+
+int64_t Executor::storage_bytes(ElemKind kind) const {
+  return kind == ElemKind::f32 ? 4 : dtype_bytes(dtype_);
+}
+
+Expected<std::vector<Buf>> Executor::alloc_staged(std::string_view workspace,
+                                                  std::span<const Staged> bufs) {
+  // Offsets aligned for the widest vector loads and TMA (16 B) with room to spare.
+  constexpr int64_t kAlign = 256;
+  std::vector<Lifetime> logical, stored;
+  for (const auto& b : bufs) {
+    CPB_REQUIRE(b.elems >= 0 && b.first <= b.last,
+                "internal: staged buffer '{}' of {} elements over stages {}..{}", b.name, b.elems,
+                b.first, b.last);
+    const int64_t logical_bytes = b.kind == ElemKind::f32 ? 4 : dtype_bytes(dtype_);
+    logical.push_back({b.elems * logical_bytes, b.first, b.last});
+    stored.push_back({b.elems * storage_bytes(b.kind), b.first, b.last});
+  }
+  // The backend's layout (its own bytes per element) and what the same plan costs in the
+  // workload's element sizes, which the memory figures count.
+  const WorkspacePlan where = plan_workspace(stored, kAlign);
+  const WorkspacePlan counted = plan_workspace(logical, kAlign);
+  Buf ws{static_cast<int>(bufs_.size())};
+  bufs_.push_back({std::string(workspace), ElemKind::f32, where.bytes / 4});
+  CPB_TRY(do_alloc_workspace(ws, where.bytes));
+  std::vector<Buf> out;
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    Buf b{static_cast<int>(bufs_.size())};
+    bufs_.push_back(
+        {std::string(bufs[i].name), bufs[i].kind, bufs[i].elems, bufs[i].first, bufs[i].last});
+    CPB_TRY(do_alias(b, ws, where.offsets[i]));
+    out.push_back(b);
+  }
+  mem_current_ += counted.bytes;
+  mem_minimum_ += counted.busiest_stage_bytes;
+  mem_peak_ = std::max(mem_peak_, mem_current_);
+  return out;
+}
+
+Status Executor::check_stage(Buf b, std::string_view what) const {
+  const auto& info = bufs_[b.id];
+  CPB_REQUIRE(!info.staged() || (info.first_stage <= stage_ && stage_ <= info.last_stage),
+              "internal: {} uses '{}' at stage {}, outside its stages {}..{}", what, info.name,
+              stage_, info.first_stage, info.last_stage);
+  return {};
 }
 
 int64_t Executor::elem_bytes(Buf b) const {
@@ -128,7 +187,7 @@ Status Executor::check_view(const View& v, ElemKind kind, std::string_view what)
       v.offset + (v.batch - 1) * v.batch_stride + (v.tokens - 1) * v.row_stride() + v.heads * v.dim;
   CPB_REQUIRE(last <= info.elems, "internal: {} reads past the end of '{}' ({} > {} elements)",
               what, info.name, last, info.elems);
-  return {};
+  return check_stage(v.buf, what);
 }
 
 Status Executor::fill_random(const View& dst, const RandomFill& f) {
@@ -155,7 +214,8 @@ Status Executor::check_range(const Range& r, std::string_view what) const {
   CPB_REQUIRE(r.offset >= 0 && r.count >= 0 && r.offset + r.count <= bufs_[r.buf.id].elems,
               "internal: {} range [{}, {}) is outside '{}' ({} elements)", what, r.offset,
               r.offset + r.count, bufs_[r.buf.id].name, bufs_[r.buf.id].elems);
-  return {};
+  if (r.count == 0) return {};  // empty all-to-all entries name any buffer
+  return check_stage(r.buf, what);
 }
 
 void Executor::account(OpRecord rec) {
@@ -189,7 +249,11 @@ Status Executor::issue(OpRecord rec, const std::function<Status()>& launch) {
   }
   if (!skipped) {
     range_push(rec);
+    const auto begin = std::chrono::steady_clock::now();
     Status st = launch();
+    auto& hc = host_calls_[std::string(to_string(rec.kind))];
+    hc.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    hc.calls += 1;
     range_pop();
     if (!st.ok()) return st;
   }
@@ -341,13 +405,22 @@ Event Executor::record(Stream s) {
     if (static_cast<int>(acct_.events.size()) <= e.id) acct_.events.resize(e.id + 1);
     acct_.events[static_cast<size_t>(e.id)] = {s, last_logged_[static_cast<int>(s)]};
   }
-  do_record(s, e);
+  timed_event_call([&] { do_record(s, e); });
   return e;
 }
 
 void Executor::wait(Stream s, Event e) {
-  do_wait(s, e);
+  timed_event_call([&] { do_wait(s, e); });
   if (logging_) pending_waits_[static_cast<int>(s)].push_back(e.id);
+}
+
+template <class F>
+void Executor::timed_event_call(F&& call) {
+  const auto begin = std::chrono::steady_clock::now();
+  call();
+  auto& hc = host_calls_["event"];
+  hc.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  hc.calls += 1;
 }
 
 }  // namespace cpb

@@ -160,6 +160,13 @@ struct EventRecord {
   int after_op = -1;
 };
 
+// Host seconds spent in the backend's calls for one kind of op (or event record/wait), and how
+// many calls, since the last reset_host_calls(): where the issue time of an iteration goes.
+struct HostCalls {
+  double seconds = 0;
+  int64_t calls = 0;
+};
+
 struct Accounting {
   std::map<std::string, PhaseCounters> phases;
   std::vector<OpRecord> log;
@@ -183,10 +190,28 @@ class Executor {
 
   // --- memory ---------------------------------------------------------------------------------
   Expected<Buf> alloc(std::string_view name, ElemKind kind, int64_t elems);
+  // A buffer that lives only over stages [first, last] of the strategy's run (see set_stage).
+  struct Staged {
+    std::string_view name;
+    ElemKind kind = ElemKind::act;
+    int64_t elems = 0;
+    int first = 0, last = 0;
+  };
+  // Allocates `bufs` inside one workspace where buffers with no stage in common share memory
+  // (harness/core/workspace.hpp), one Buf per entry in order. An op that touches a staged
+  // buffer while the current stage is outside its range is an error. The strategy orders, by
+  // stream order or events, the last use of a buffer before the first use of any buffer that
+  // follows it in the same memory.
+  Expected<std::vector<Buf>> alloc_staged(std::string_view workspace, std::span<const Staged> bufs);
+  // The stage the ops issued from now on belong to (a strategy sets it; staged buffers check it).
+  void set_stage(int stage) { stage_ = stage; }
   int64_t elem_bytes(Buf b) const;
   int64_t buffer_elems(Buf b) const;
   int64_t memory_bytes() const { return mem_current_; }
   int64_t peak_memory_bytes() const { return mem_peak_; }
+  // What the allocated buffers need at the least: plain buffers in full, and of each staged
+  // workspace its busiest stage (no placement of those buffers uses less).
+  int64_t minimum_memory_bytes() const { return mem_minimum_; }
   // Host <-> buffer transfers for the harness (inputs, outputs); not counted as ops.
   virtual Status write(Buf b, int64_t offset, std::span<const float> data) = 0;
   virtual Status read(Buf b, int64_t offset, std::span<float> out) = 0;
@@ -229,6 +254,14 @@ class Executor {
   virtual Status timer_start() = 0;
   virtual Expected<double> timer_stop() = 0;
   virtual std::string_view clock() const = 0;
+  // CUDA graphs: between begin_capture and end_capture the ops are recorded into a graph, not
+  // run; replay runs the captured iteration again, issued by one host call (what removes the
+  // per-op launch cost). end_capture also ends a capture whose ops failed (nothing is kept).
+  // Backends without graphs (cpu) say so and the harness runs their iterations op by op.
+  virtual bool can_capture() const { return false; }
+  virtual Status begin_capture();
+  virtual Status end_capture();
+  virtual Status replay();
   // Event ids restart every iteration, so a backend can reuse its event objects.
   void begin_iteration() { next_event_ = 0; }
   // Variants that leave out one kind of op (still accounted): compute only (no communication)
@@ -252,9 +285,18 @@ class Executor {
     last_logged_[0] = last_logged_[1] = -1;
   }
   const Accounting& accounting() const { return acct_; }
+  // Keyed by op kind name, plus "event" (record and wait).
+  const std::map<std::string, HostCalls>& host_calls() const { return host_calls_; }
+  void reset_host_calls() { host_calls_.clear(); }
 
  protected:
   virtual Status do_alloc(Buf b, ElemKind kind, int64_t elems) = 0;
+  // A workspace of `bytes` of storage, and buffer b (kind and elements as bufs_ says) at byte
+  // `offset` of it. Storage bytes per element are the backend's own (storage_bytes); the
+  // defaults suit a backend that holds no memory.
+  virtual Status do_alloc_workspace(Buf, int64_t /*bytes*/) { return {}; }
+  virtual Status do_alias(Buf, Buf /*workspace*/, int64_t /*offset*/) { return {}; }
+  virtual int64_t storage_bytes(ElemKind kind) const;
   virtual Status do_attention(Stream s, const AttnArgs& a) = 0;
   virtual Status do_merge(Stream s, const MergeArgs& a) = 0;
   virtual Status do_reset(Stream s, View o, View lse) = 0;
@@ -285,8 +327,13 @@ class Executor {
     std::string name;
     ElemKind kind;
     int64_t elems;
+    int first_stage = 0, last_stage = -1;  // staged buffers only (first <= last)
+    bool staged() const { return first_stage <= last_stage; }
   };
+  Status check_stage(Buf b, std::string_view what) const;
   void account(OpRecord rec);
+  template <class F>
+  void timed_event_call(F&& call);
   // Runs one op: skip flags, trace marks, profiler range, accounting.
   Status issue(OpRecord rec, const std::function<Status()>& launch);
 
@@ -296,12 +343,15 @@ class Executor {
   std::vector<BufInfo> bufs_;
   int64_t mem_current_ = 0;
   int64_t mem_peak_ = 0;
+  int64_t mem_minimum_ = 0;
+  int stage_ = 0;
   int step_ = -1;
   bool logging_ = false;
   int next_event_ = 0;
   int last_logged_[2] = {-1, -1};  // log index of each stream's latest op
   std::vector<int> pending_waits_[2];
   Accounting acct_;
+  std::map<std::string, HostCalls> host_calls_;
   bool skip_compute_ = false, skip_comm_ = false;
   bool tracing_ = false;
   int next_mark_ = 0;

@@ -69,17 +69,31 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
   time["samples"] = res->iteration_times_s;
   r["time"] = time;
 
-  // Host overhead: seconds the host spent issuing an iteration's ops, and per ring step (the
-  // steps the strategy numbered; 1 for a strategy without steps).
+  // Host overhead: seconds the host spent issuing an iteration's ops (or launching its CUDA
+  // graph), and per ring step (the steps the strategy numbered; 1 for a strategy without steps).
   if (!res->issue_s.empty()) {
     int steps = 1;
     for (const auto& rk : res->ranks) steps = std::max(steps, rk.steps);
     const TimeStats is = summarize(res->issue_s);
     nlohmann::json issue = to_json(is);
     issue["samples"] = res->issue_s;
+    // Where the issue time goes: per iteration, the host time in the backend's calls of each
+    // op kind (and of event record/wait), max over ranks; the rest is the strategy's own logic
+    // and the harness's bookkeeping.
+    const double iters = static_cast<double>(std::max<size_t>(res->issue_s.size(), 1));
+    nlohmann::json calls = nlohmann::json::object();
+    for (const auto& rk : res->ranks)
+      for (const auto& [kind, c] : rk.host_calls) {
+        const double us = c.seconds / iters * 1e6;
+        auto& slot = calls[kind];
+        if (!slot.is_object() || slot["us_per_iteration"].get<double>() < us)
+          slot = {{"us_per_iteration", us}, {"calls_per_iteration", static_cast<double>(c.calls) / iters}};
+      }
     r["host"] = {{"issue_s", issue},
                  {"steps", steps},
-                 {"issue_per_step_us", is.median / steps * 1e6}};
+                 {"issue_per_step_us", is.median / steps * 1e6},
+                 {"cuda_graph", !res->ranks.empty() && res->ranks[0].graph},
+                 {"calls", calls}};
   }
 
   const double flops = workload_flops(p.workload);
@@ -142,9 +156,14 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
     r["time_comm_only"] = mo;
   }
 
-  nlohmann::json mem = nlohmann::json::array();
-  for (const auto& rk : res->ranks) mem.push_back(rk.peak_memory_bytes);
-  r["memory"] = {{"peak_bytes_per_rank", mem}};
+  // peak: what the strategy allocated (inputs and outputs included; NCCL's own buffers not);
+  // minimum: what the same buffers need at the least, each held only over its stages.
+  nlohmann::json mem = nlohmann::json::array(), least = nlohmann::json::array();
+  for (const auto& rk : res->ranks) {
+    mem.push_back(rk.peak_memory_bytes);
+    least.push_back(rk.minimum_memory_bytes);
+  }
+  r["memory"] = {{"peak_bytes_per_rank", mem}, {"minimum_bytes_per_rank", least}};
 
   const auto& v = res->verify;
   if (v.ran) {

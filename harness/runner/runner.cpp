@@ -217,9 +217,14 @@ Status gather_to_root(ExecResult& res, std::vector<std::string>& clocks) {
   j["times"] = mine.times_s;
   j["issue"] = mine.issue_s;
   j["steps"] = mine.steps;
+  j["graph"] = mine.graph;
+  nlohmann::json calls = nlohmann::json::object();
+  for (const auto& [kind, c] : mine.host_calls) calls[kind] = {c.seconds, c.calls};
+  j["host_calls"] = calls;
   j["compute_only"] = mine.compute_only_s;
   j["comm_only"] = mine.comm_only_s;
   j["peak"] = mine.peak_memory_bytes;
+  j["minimum"] = mine.minimum_memory_bytes;
   j["clock"] = clocks[me];
   nlohmann::json phases = nlohmann::json::object();
   for (const auto& [name, c] : mine.accounting.phases)
@@ -241,9 +246,14 @@ Status gather_to_root(ExecResult& res, std::vector<std::string>& clocks) {
     rep.times_s = o["times"].get<std::vector<double>>();
     rep.issue_s = o["issue"].get<std::vector<double>>();
     rep.steps = o["steps"].get<int>();
+    rep.graph = o["graph"].get<bool>();
+    rep.host_calls.clear();
+    for (const auto& [kind, v] : o["host_calls"].items())
+      rep.host_calls[kind] = {v[0].get<double>(), v[1].get<int64_t>()};
     rep.compute_only_s = o["compute_only"].get<std::vector<double>>();
     rep.comm_only_s = o["comm_only"].get<std::vector<double>>();
     rep.peak_memory_bytes = o["peak"].get<int64_t>();
+    rep.minimum_memory_bytes = o["minimum"].get<int64_t>();
     clocks[r] = o["clock"].get<std::string>();
     rep.accounting = {};
     for (const auto& [name, v] : o["phases"].items())
@@ -387,18 +397,31 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
     CPB_ASSIGN_OR_RETURN(auto strat, info->prepare(ex, ctx, io));
 
     RankReport& rep = res.ranks[rank];
+    rep.graph = spec.cuda_graph && ex.can_capture();
     double last_issue_s = 0;
-    auto one = [&]() -> Expected<double> {
+    // One iteration, op by op (eager) or as a replay of the captured graph.
+    auto one = [&](bool eager = true) -> Expected<double> {
       CPB_TRY(ex.barrier());
       ex.begin_iteration();
       CPB_TRY(ex.timer_start());
       // Host time to issue the iteration's ops (the GPU runs them asynchronously): the harness
       // overhead a fast kernel would expose.
       const auto issue_begin = std::chrono::steady_clock::now();
-      CPB_TRY(strat->run(ex, io));
+      CPB_TRY(eager ? strat->run(ex, io) : ex.replay());
       last_issue_s =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - issue_begin).count();
       return ex.timer_stop();
+    };
+    // Captures the iteration as the current skip flags make it (every rank at once: NCCL's
+    // calls are captured on all of them).
+    auto capture = [&]() -> Status {
+      CPB_TRY(ex.barrier());
+      ex.begin_iteration();
+      CPB_TRY(ex.begin_capture());
+      Status ran = strat->run(ex, io);
+      Status ended = ex.end_capture();
+      CPB_TRY(ran);
+      return ended;
     };
     for (int it = 0; it < total_iters; ++it) {
       const bool first = it == 0;
@@ -406,7 +429,11 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
         ex.reset_accounting();
         ex.set_logging(true);
       }
-      CPB_ASSIGN_OR_RETURN(double seconds, one());
+      // The first iteration runs op by op: it logs the ops and sets up NCCL's connections,
+      // which cannot happen inside a capture.
+      if (it == 1 && rep.graph) CPB_TRY(capture());
+      if (it == total_iters - spec.iterations) ex.reset_host_calls();
+      CPB_ASSIGN_OR_RETURN(double seconds, one(/*eager=*/first || !rep.graph));
       if (first) {
         rep.accounting = ex.accounting();
         for (const auto& op : rep.accounting.log) rep.steps = std::max(rep.steps, op.step + 1);
@@ -417,7 +444,9 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
         rep.issue_s.push_back(last_issue_s);
       }
     }
+    rep.host_calls = ex.host_calls();
     rep.peak_memory_bytes = ex.peak_memory_bytes();
+    rep.minimum_memory_bytes = ex.minimum_memory_bytes();
 
     // Outputs first: the variants below leave wrong values behind.
     std::vector<float> o(static_cast<size_t>(io.o.elems())), l(static_cast<size_t>(io.lse.elems()));
@@ -439,8 +468,9 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
       for (int variant = 0; variant < 2; ++variant) {
         ex.set_skip(/*compute=*/variant == 1, /*comm=*/variant == 0);
         auto& out = variant == 0 ? rep.compute_only_s : rep.comm_only_s;
+        if (rep.graph) CPB_TRY(capture());
         for (int it = 0; it < spec.iterations; ++it) {
-          CPB_ASSIGN_OR_RETURN(double s, one());
+          CPB_ASSIGN_OR_RETURN(double s, one(/*eager=*/!rep.graph));
           out.push_back(s);
         }
       }

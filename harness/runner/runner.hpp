@@ -12,8 +12,8 @@
 
 #include "harness/core/executor.hpp"
 #include "harness/core/layout.hpp"
-#include "harness/core/strategy_options.hpp"
 #include "harness/core/status.hpp"
+#include "harness/core/strategy_options.hpp"
 #include "harness/core/workload.hpp"
 
 namespace cpb {
@@ -42,6 +42,9 @@ struct ExecSpec {
   double timeout_s = 120;
   bool trace = false;            // one more iteration with every op timed (Chrome trace)
   bool measure_overlap = false;  // compute-only and comm-only variants (exposed comm, overlap)
+  // Time replays of the iteration captured into a CUDA graph (after the first, op-by-op,
+  // iteration) instead of issuing every op each time; backends without graphs run op by op.
+  bool cuda_graph = false;
   const Inputs* inputs = nullptr;  // optional: use these instead of random inputs
 };
 
@@ -49,11 +52,16 @@ struct RankReport {
   std::vector<double> times_s;  // per timed iteration (wall clock on cpu)
   std::vector<double> issue_s;  // host seconds spent issuing each timed iteration's ops
   int steps = 1;                // ring steps the strategy numbered (1 when it numbers none)
+  bool graph = false;           // the timed iterations (and variants) were CUDA graph replays
+  // Host time in the backend's calls over the timed iterations, by op kind (and "event").
+  std::map<std::string, HostCalls> host_calls;
   std::vector<double> compute_only_s;  // the same iterations without communication
   std::vector<double> comm_only_s;     // the same iterations without compute
   std::vector<TraceSlice> trace;       // the traced iteration
-  Accounting accounting;        // one iteration, with its op log
+  Accounting accounting;               // one iteration, with its op log
   int64_t peak_memory_bytes = 0;
+  // The least the same buffers need (Executor::minimum_memory_bytes): the strategy's minimum.
+  int64_t minimum_memory_bytes = 0;
 };
 
 struct VerifyReport {
@@ -69,15 +77,15 @@ struct VerifyReport {
 
 struct ExecResult {
   std::string backend;
-  std::string clock;  // "wall" (cpu) or "cuda_event"
+  std::string clock;               // "wall" (cpu) or "cuda_event"
   nlohmann::json strategy_detail;  // the strategy's describe(), or null
   std::vector<RankReport> ranks;
   std::vector<double> iteration_times_s;  // max over ranks, per timed iteration
   std::vector<double> issue_s;            // host issue time, max over ranks, per iteration
   std::vector<double> compute_only_s;     // max over ranks, per iteration (empty if not measured)
   std::vector<double> comm_only_s;
-  std::vector<float> o;                   // [B, T, H, d] global order
-  std::vector<float> lse;                 // [B, T, H]
+  std::vector<float> o;    // [B, T, H, d] global order
+  std::vector<float> lse;  // [B, T, H]
   VerifyReport verify;
 };
 

@@ -65,6 +65,7 @@ ExecSpec spec_for(const Point& p, const Experiment& ex, const std::string& backe
   s.timeout_s = ex.timeout_s;
   s.trace = true;
   s.measure_overlap = backend == "cuda";
+  s.cuda_graph = ex.cuda_graph;
   return s;
 }
 
@@ -139,6 +140,7 @@ int run_sweep(const SweepOptions& opts) {
     return 2;
   }
   Experiment& ex = *loaded;
+  if (opts.cuda_graph) ex.cuda_graph = true;
   std::string berr;
   const std::string requested = opts.backend.empty() ? ex.backend : opts.backend;
   BackendChoice backend = resolve_backend(requested, &berr);

@@ -20,6 +20,7 @@ struct SweepOptions {
   bool dry_run = false;
   bool quiet = false;
   int gpus = 0;  // use at most this many GPUs (0: all visible)
+  bool cuda_graph = false;  // as the experiment's `cuda_graph: true`
   std::vector<std::string> argv;
 };
 

@@ -62,6 +62,25 @@ axes:
   cp: [1, 2, 3]
 )";
 
+// --cuda-graph asks for graph replays; the cpu backend has none, runs op by op and says so.
+TEST_F(Cli, CudaGraphOnTheCpuBackendRunsOpByOp) {
+  auto cfg = write("good.yaml", kGood);
+  CmdResult r = cpbench("run " + cfg + " --backend cpu --cuda-graph --quiet --out " + out());
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto recs = records();
+  ASSERT_EQ(recs.size(), 6u);
+  for (const auto& rec : recs) {
+    EXPECT_TRUE(rec["verify"]["passed"].get<bool>());
+    EXPECT_FALSE(rec["host"]["cuda_graph"].get<bool>()) << rec["host"].dump();
+    // Op by op, the host time of each kind of call is there: attention on every rank.
+    const auto& calls = rec["host"]["calls"];
+    EXPECT_GE(calls["attention"]["calls_per_iteration"].get<double>(), 1) << calls.dump();
+    EXPECT_GT(calls["attention"]["us_per_iteration"].get<double>(), 0) << calls.dump();
+    if (rec["cp"].get<int>() > 1 && rec["strategy"] == "ring_pass_kv")
+      EXPECT_GE(calls["p2p"]["calls_per_iteration"].get<double>(), 1) << calls.dump();
+  }
+}
+
 TEST_F(Cli, RunWritesOneRecordPerPointAndAManifest) {
   auto cfg = write("good.yaml", kGood);
   CmdResult r = cpbench("run " + cfg + " --backend cpu --out " + out());

@@ -57,6 +57,7 @@ TEST(ConfigGood, SweepFileExpandsInOrderAndAppliesWhere) {
   EXPECT_EQ(e->iterations, 10);
   EXPECT_FALSE(e->verify);
   EXPECT_DOUBLE_EQ(e->timeout_s, 30.0);
+  EXPECT_TRUE(e->cuda_graph);
   EXPECT_TRUE(e->presets.count("tiny-gqa"));
   EXPECT_TRUE(e->presets.count("llama3-405b-tp8"));
   EXPECT_NE(e->text.find("ring-sweep"), std::string::npos);
@@ -106,6 +107,7 @@ TEST(ConfigGood, MinimalFileUsesBuiltinDefaults) {
   EXPECT_EQ(e->warmup, 1);
   EXPECT_EQ(e->iterations, 5);
   EXPECT_TRUE(e->verify);
+  EXPECT_FALSE(e->cuda_graph);
   EXPECT_EQ(p.strategy, "ring_pass_kv");
   EXPECT_EQ(p.layout, LayoutKind::zigzag);
   EXPECT_EQ(p.cp, 1);

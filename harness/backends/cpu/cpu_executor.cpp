@@ -73,8 +73,8 @@ Status CpuWorld::recv(int src, int dst, std::string_view tag, std::span<float> o
   Message& m = ch.front();
   if (m.tag != tag || m.data.size() != out.size()) {
     Error e = CPB_ERROR(
-        "mismatched communication: expected a {} of {} elements from rank {}, got a {} of {}",
-        tag, out.size(), src, m.tag, m.data.size());
+        "mismatched communication: expected a {} of {} elements from rank {}, got a {} of {}", tag,
+        out.size(), src, m.tag, m.data.size());
     e.rank = dst;
     if (!abort_) abort_ = e;
     cv_.notify_all();
@@ -114,28 +114,37 @@ Status CpuWorld::barrier(int rank) {
 
 namespace {
 template <class T>
-cpu::HostView<T> host_view(std::vector<std::vector<float>>& mem, const View& v) {
-  return {mem[v.buf.id].data() + v.offset, v.batch, v.batch_stride, v.tokens, v.heads, v.dim,
-          v.token_stride};
+cpu::HostView<T> host_view(const std::vector<float*>& mem, const View& v) {
+  return {
+      mem[v.buf.id] + v.offset, v.batch, v.batch_stride, v.tokens, v.heads, v.dim, v.token_stride};
 }
 }  // namespace
 
 Status CpuExecutor::do_alloc(Buf b, ElemKind, int64_t elems) {
-  if (static_cast<int>(mem_.size()) <= b.id) mem_.resize(b.id + 1);
   // Zero-filled, so that padding that travels on the wire is deterministic.
-  mem_[b.id].assign(static_cast<size_t>(elems), 0.0f);
+  storage_.emplace_back(static_cast<size_t>(elems), 0.0f);
+  bind(b, storage_.back().data());
+  return {};
+}
+
+Status CpuExecutor::do_alloc_workspace(Buf b, int64_t bytes) {
+  return do_alloc(b, ElemKind::f32, bytes / static_cast<int64_t>(sizeof(float)));
+}
+
+Status CpuExecutor::do_alias(Buf b, Buf workspace, int64_t offset) {
+  bind(b, mem_[workspace.id] + offset / static_cast<int64_t>(sizeof(float)));
   return {};
 }
 
 Status CpuExecutor::write(Buf b, int64_t offset, std::span<const float> data) {
   CPB_TRY(check_range({b, offset, static_cast<int64_t>(data.size())}, "write"));
-  std::copy(data.begin(), data.end(), mem_[b.id].begin() + offset);
+  std::copy(data.begin(), data.end(), mem_[b.id] + offset);
   return {};
 }
 
 Status CpuExecutor::read(Buf b, int64_t offset, std::span<float> out) {
   CPB_TRY(check_range({b, offset, static_cast<int64_t>(out.size())}, "read"));
-  std::copy_n(mem_[b.id].begin() + offset, out.size(), out.begin());
+  std::copy_n(mem_[b.id] + offset, out.size(), out.begin());
   return {};
 }
 
@@ -150,15 +159,15 @@ Status CpuExecutor::do_attention(Stream, const AttnArgs& a) {
   }
   // Block into scratch, then merge: the GPU kernel fuses this, the reference need not.
   std::vector<float> po(static_cast<size_t>(a.o.elems())), pl(static_cast<size_t>(a.lse.elems()));
-  cpu::HostView<float> part_o{po.data(), a.o.batch, a.o.tokens * a.o.heads * a.o.dim, a.o.tokens,
-                              a.o.heads, a.o.dim};
-  cpu::HostView<float> part_l{pl.data(), a.lse.batch, a.lse.tokens * a.lse.heads, a.lse.tokens,
-                              a.lse.heads, 1};
+  cpu::HostView<float> part_o{po.data(),  a.o.batch, a.o.tokens * a.o.heads * a.o.dim,
+                              a.o.tokens, a.o.heads, a.o.dim};
+  cpu::HostView<float> part_l{pl.data(),    a.lse.batch, a.lse.tokens * a.lse.heads,
+                              a.lse.tokens, a.lse.heads, 1};
   cpu::attention_block(q, k, v, a.mask, a.scale, part_o, part_l);
-  cpu::merge_partial(host_view<float>(mem_, a.o), host_view<float>(mem_, a.lse),
-                     {po.data(), part_o.batch, part_o.batch_stride, part_o.tokens, part_o.heads,
-                      part_o.dim},
-                     {pl.data(), part_l.batch, part_l.batch_stride, part_l.tokens, part_l.heads, 1});
+  cpu::merge_partial(
+      host_view<float>(mem_, a.o), host_view<float>(mem_, a.lse),
+      {po.data(), part_o.batch, part_o.batch_stride, part_o.tokens, part_o.heads, part_o.dim},
+      {pl.data(), part_l.batch, part_l.batch_stride, part_l.tokens, part_l.heads, 1});
   return {};
 }
 
@@ -200,13 +209,16 @@ Status CpuExecutor::do_p2p(Stream, std::span<const P2POp> ops) {
   // Sends are buffered, so posting every send before any receive makes the group deadlock-free,
   // as ncclGroupStart/End does.
   for (const auto& op : ops)
-    if (op.kind == P2POp::Kind::send) CPB_TRY(world_.send(rank(), op.peer, "send/recv", span(op.range)));
+    if (op.kind == P2POp::Kind::send)
+      CPB_TRY(world_.send(rank(), op.peer, "send/recv", span(op.range)));
   for (const auto& op : ops)
-    if (op.kind == P2POp::Kind::recv) CPB_TRY(world_.recv(op.peer, rank(), "send/recv", span(op.range)));
+    if (op.kind == P2POp::Kind::recv)
+      CPB_TRY(world_.recv(op.peer, rank(), "send/recv", span(op.range)));
   return {};
 }
 
-Status CpuExecutor::do_all_to_all(Stream, std::span<const Range> send, std::span<const Range> recv) {
+Status CpuExecutor::do_all_to_all(Stream, std::span<const Range> send,
+                                  std::span<const Range> recv) {
   for (int j = 0; j < world(); ++j)
     if (j != rank()) CPB_TRY(world_.send(rank(), j, "all_to_all", span(send[j])));
   {

@@ -71,6 +71,10 @@ class CpuExecutor final : public Executor {
 
  protected:
   Status do_alloc(Buf b, ElemKind kind, int64_t elems) override;
+  Status do_alloc_workspace(Buf b, int64_t bytes) override;
+  Status do_alias(Buf b, Buf workspace, int64_t offset) override;
+  // Every element is held as a float, whatever the dtype (rounded to it when written).
+  int64_t storage_bytes(ElemKind) const override { return sizeof(float); }
   Status do_attention(Stream s, const AttnArgs& a) override;
   Status do_merge(Stream s, const MergeArgs& a) override;
   Status do_reset(Stream s, View o, View lse) override;
@@ -90,9 +94,16 @@ class CpuExecutor final : public Executor {
   }
 
  private:
-  std::span<float> span(Range r) { return {mem_[r.buf.id].data() + r.offset, static_cast<size_t>(r.count)}; }
+  std::span<float> span(Range r) {
+    return {mem_[r.buf.id] + r.offset, static_cast<size_t>(r.count)};
+  }
+  void bind(Buf b, float* p) {
+    if (static_cast<int>(mem_.size()) <= b.id) mem_.resize(b.id + 1, nullptr);
+    mem_[b.id] = p;
+  }
   CpuWorld& world_;
-  std::vector<std::vector<float>> mem_;
+  std::vector<std::vector<float>> storage_;  // one per allocation (buffer or workspace)
+  std::vector<float*> mem_;                  // by buffer id: where its element 0 is
   std::chrono::steady_clock::time_point t0_;
   std::vector<std::chrono::steady_clock::time_point> marks_;
 };

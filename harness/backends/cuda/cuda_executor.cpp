@@ -51,13 +51,15 @@ class CudaExecutor final : public Executor {
         device_(device),
         host_barrier_(std::move(host_barrier)) {}
   ~CudaExecutor() override {
-    for (void* p : mem_) cudaFree(p);
+    for (void* p : owned_) cudaFree(p);
     if (flush_) cudaFree(flush_);
     for (auto e : events_) cudaEventDestroy(e);
     for (auto e : marks_) cudaEventDestroy(e);
     if (t0_) cudaEventDestroy(t0_);
     if (t1_) cudaEventDestroy(t1_);
     if (join_) cudaEventDestroy(join_);
+    if (fork_) cudaEventDestroy(fork_);
+    if (graph_) cudaGraphExecDestroy(graph_);
     for (auto s : streams_)
       if (s) cudaStreamDestroy(s);
   }
@@ -74,6 +76,7 @@ class CudaExecutor final : public Executor {
     CPB_CUDA(cudaEventCreate(&t0_));
     CPB_CUDA(cudaEventCreate(&t1_));
     CPB_CUDA(cudaEventCreateWithFlags(&join_, cudaEventDisableTiming));
+    CPB_CUDA(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
     // Twice the L2, rewritten before every timed iteration so that no iteration finds the
     // previous one's K/V in cache (small points would otherwise look faster than they are).
     int l2 = 0;
@@ -152,15 +155,59 @@ class CudaExecutor final : public Executor {
   }
   std::string_view clock() const override { return "cuda_event"; }
 
+  // The capture starts on the compute stream; the comm stream joins it through an event and
+  // rejoins it at the end, so the graph holds both streams' ops with their event edges (and
+  // their concurrency). ThreadLocal mode: the other ranks' threads capture at the same time.
+  bool can_capture() const override { return true; }
+  Status begin_capture() override {
+    comm_in_flight_ = false;
+    sticky_.clear();
+    CPB_CUDA(cudaStreamBeginCapture(stream(Stream::compute), cudaStreamCaptureModeThreadLocal));
+    capturing_ = true;
+    CPB_CUDA(cudaEventRecord(fork_, stream(Stream::compute)));
+    CPB_CUDA(cudaStreamWaitEvent(stream(Stream::comm), fork_, 0));
+    return {};
+  }
+  Status end_capture() override {
+    if (!capturing_) return CPB_ERROR("internal: end_capture without begin_capture");
+    capturing_ = false;
+    const cudaError_t joined = cudaEventRecord(join_, stream(Stream::comm));
+    const cudaError_t waited = cudaStreamWaitEvent(stream(Stream::compute), join_, 0);
+    cudaGraph_t g = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(stream(Stream::compute), &g);
+    if (graph_) cudaGraphExecDestroy(graph_);
+    graph_ = nullptr;
+    if (joined != cudaSuccess || waited != cudaSuccess || ended != cudaSuccess ||
+        !sticky_.empty()) {
+      if (g) cudaGraphDestroy(g);
+      cudaGetLastError();  // a failed capture leaves its error behind
+      std::string why = !sticky_.empty() ? sticky_
+                        : ended != cudaSuccess
+                            ? cudaGetErrorString(ended)
+                            : cudaGetErrorString(joined != cudaSuccess ? joined : waited);
+      sticky_.clear();
+      return CPB_ERROR("capturing the iteration into a CUDA graph failed: {}", why);
+    }
+    const cudaError_t made = cudaGraphInstantiate(&graph_, g, 0);
+    cudaGraphDestroy(g);
+    CPB_CUDA(made);
+    return {};
+  }
+  Status replay() override {
+    if (!graph_) return CPB_ERROR("internal: replay before a successful capture");
+    CPB_CUDA(cudaGraphLaunch(graph_, stream(Stream::compute)));
+    return {};
+  }
+
  protected:
   Status do_alloc(Buf b, ElemKind kind, int64_t elems) override {
-    if (static_cast<int>(mem_.size()) <= b.id) mem_.resize(b.id + 1, nullptr);
-    const size_t bytes =
-        static_cast<size_t>(std::max<int64_t>(elems, 1)) * (kind == ElemKind::f32 ? 4 : 2);
-    CPB_CUDA(cudaMalloc(&mem_[b.id], bytes));
-    // Zeroed, so that padding that travels is deterministic.
-    CPB_CUDA(cudaMemset(mem_[b.id], 0, bytes));
-    CPB_CUDA(cudaDeviceSynchronize());  // legacy-stream memset: done before any stream op
+    return allocate(b, static_cast<size_t>(std::max<int64_t>(elems, 1)) * storage_bytes(kind));
+  }
+  Status do_alloc_workspace(Buf b, int64_t bytes) override {
+    return allocate(b, static_cast<size_t>(std::max<int64_t>(bytes, 1)));
+  }
+  Status do_alias(Buf b, Buf workspace, int64_t offset) override {
+    bind(b, static_cast<unsigned char*>(mem_[workspace.id]) + offset);
     return {};
   }
 
@@ -295,6 +342,20 @@ class CudaExecutor final : public Executor {
  private:
   cudaStream_t stream(Stream s) const { return streams_[static_cast<int>(s)]; }
   void* raw(Stream s) const { return static_cast<void*>(stream(s)); }
+  Status allocate(Buf b, size_t bytes) {
+    void* p = nullptr;
+    CPB_CUDA(cudaMalloc(&p, bytes));
+    owned_.push_back(p);
+    bind(b, p);
+    // Zeroed, so that padding that travels is deterministic.
+    CPB_CUDA(cudaMemset(p, 0, bytes));
+    CPB_CUDA(cudaDeviceSynchronize());  // legacy-stream memset: done before any stream op
+    return {};
+  }
+  void bind(Buf b, void* p) {
+    if (static_cast<int>(mem_.size()) <= b.id) mem_.resize(b.id + 1, nullptr);
+    mem_[b.id] = p;
+  }
   void* ptr(Buf b, int64_t offset) const {
     return static_cast<unsigned char*>(mem_[b.id]) + offset * elem_bytes(b);
   }
@@ -317,8 +378,11 @@ class CudaExecutor final : public Executor {
   int device_;
   std::function<Status()> host_barrier_;
   cudaStream_t streams_[2] = {nullptr, nullptr};
-  cudaEvent_t t0_ = nullptr, t1_ = nullptr, join_ = nullptr;
-  std::vector<void*> mem_;
+  cudaEvent_t t0_ = nullptr, t1_ = nullptr, join_ = nullptr, fork_ = nullptr;
+  cudaGraphExec_t graph_ = nullptr;  // the last captured iteration
+  bool capturing_ = false;
+  std::vector<void*> owned_;  // every cudaMalloc (buffers and workspaces)
+  std::vector<void*> mem_;    // by buffer id: its first byte
   std::vector<cudaEvent_t> events_;
   std::vector<cudaEvent_t> marks_;
   nvtxDomainHandle_t domain_ = nullptr;

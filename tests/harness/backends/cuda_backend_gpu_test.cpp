@@ -1,7 +1,7 @@
 // The cuda backend on real GPUs (label `gpu`: CI has none, the lent GPU machines run these):
 // the kernels against the fp64 reference across shapes, offsets, GQA, dtypes and lengths that
 // are not multiples of a tile; fully masked rows; and every strategy on 1, 2 and 4 GPUs in full
-// prefill, partial prefill and decode.
+// prefill, partial prefill and decode, op by op and replayed from a CUDA graph.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -234,11 +234,21 @@ TEST_P(CudaStrategies, EveryPhaseMatchesReference) {
     }
     spec.warmup = 1;
     spec.iterations = 3;
-    auto res = execute_point(spec);
-    ASSERT_TRUE(res.ok()) << res.error().detail();
-    EXPECT_TRUE(res->verify.passed())
-        << strategy << " n=" << n << " " << w.str() << " rel=" << res->verify.max_rel_err;
-    for (double t : res->iteration_times_s) EXPECT_GT(t, 0);
+    // Op by op, then as replays of the captured CUDA graph (the output checked is the last
+    // replay's; the variants are captured and replayed too).
+    for (bool graph : {false, true}) {
+      spec.cuda_graph = graph;
+      spec.measure_overlap = graph;
+      auto res = execute_point(spec);
+      ASSERT_TRUE(res.ok()) << res.error().detail();
+      EXPECT_TRUE(res->verify.passed()) << strategy << " n=" << n << " graph=" << graph << " "
+                                        << w.str() << " rel=" << res->verify.max_rel_err;
+      for (double t : res->iteration_times_s) EXPECT_GT(t, 0);
+      for (const auto& rk : res->ranks) {
+        EXPECT_EQ(rk.graph, graph);
+        for (double t : rk.compute_only_s) EXPECT_GT(t, 0);
+      }
+    }
   }
 }
 
