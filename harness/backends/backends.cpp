@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "harness/backends/cpu/cpu_executor.hpp"
+#include "harness/backends/sim/sim_executor.hpp"
 #include "harness/core/backend.hpp"
 #include "harness/core/mpi_world.hpp"
 
@@ -62,6 +63,7 @@ Status gpu_reference_attention(const Workload& w, const std::vector<float>& q,
 
 nlohmann::json backend_info(std::string_view name) {
   nlohmann::json j = {{"backend", name}};
+  if (name == "sim") j["default_hardware_profile"] = sim::default_sim_profile();
 #if defined(CPBENCH_HAVE_CUDA) && defined(CPBENCH_HAVE_NCCL)
   if (name == "cuda") {
     nlohmann::json gpus = nlohmann::json::array();
@@ -79,8 +81,16 @@ nlohmann::json backend_info(std::string_view name) {
   return j;
 }
 
+bool backend_computes(std::string_view name) {
+  return name != "sim";
+}
+
 Status check_backend(std::string_view name, int world) {
   if (name == "cpu") return {};
+  if (name == "sim") {
+    CPB_REQUIRE(!mpi::active(), "the sim backend runs every rank in one process: drop mpirun");
+    return {};
+  }
   if (name == "cuda") {
 #if defined(CPBENCH_HAVE_CUDA) && defined(CPBENCH_HAVE_NCCL)
     if (mpi::active()) {
@@ -101,13 +111,15 @@ Status check_backend(std::string_view name, int world) {
                      "time): use --backend cpu");
 #endif
   }
-  return CPB_ERROR("backend '{}' cannot run points in this build: use cpu{}", name,
+  return CPB_ERROR("backend '{}' cannot run points in this build: use cpu, sim{}", name,
                    usable_gpus() > 0 ? " or cuda" : "");
 }
 
 Expected<std::unique_ptr<Backend>> make_backend(std::string_view name, int world, DType dtype,
-                                                double timeout_s) {
+                                                double timeout_s,
+                                                const std::string& hardware_profile) {
   CPB_TRY(check_backend(name, world));
+  if (name == "sim") return sim::make_sim_backend(world, dtype, timeout_s, hardware_profile);
   if (name == "cpu") {
     CPB_REQUIRE(!mpi::active(), "the cpu backend runs in one process: drop mpirun, or use cuda");
     return std::unique_ptr<Backend>(new CpuBackend(world, dtype, timeout_s));

@@ -60,7 +60,9 @@ int cmd_list() {
 #else
   std::printf("  %-14s %s\n", "cuda", "not compiled (no nvcc at configure time)");
 #endif
-  std::printf("  %-14s %s\n", "sim", "not implemented yet");
+  std::printf("  %-14s %s\n", "sim",
+              "available: predicts times on a hardware profile (default "
+              "results/profiles/h200x4.yaml); computes nothing");
   std::printf("presets:\n");
   for (const auto& [name, p] : builtin_presets())
     std::printf("  %-16s heads %lld, kv_heads %lld, head_dim %lld  %s\n", name.c_str(),
@@ -298,6 +300,9 @@ int run_main(int argc, char** argv) {
   run->add_option("--gpus", so.gpus, "cuda: use at most N of the visible GPUs (rank r on GPU r)");
   run->add_flag("--cuda-graph", so.cuda_graph,
                 "cuda: time CUDA graph replays of each point's iteration (as `cuda_graph: true`)");
+  run->add_option("--hardware-profile", so.hardware_profile,
+                  "Profile YAML for points that name none: sim's cost model (default "
+                  "results/profiles/h200x4.yaml), auto's C and BW");
 
   auto* list = app.add_subcommand("list", "List strategies, layouts, backends and presets");
 

@@ -21,11 +21,19 @@ class Backend {
   virtual std::string_view name() const = 0;
   virtual int size() const = 0;
   virtual Status run(const std::function<Status(Executor&)>& fn) = 0;
+  // What the backend adds to each record of its points (the sim: `predicted` and the hardware
+  // profile), merged into the record's top level; null for none.
+  virtual nlohmann::json describe() const { return nullptr; }
 };
 
-// "cpu" or "cuda" (when built with CUDA and NCCL). Errors say what to use instead.
+// "cpu", "sim", or "cuda" (when built with CUDA and NCCL). Errors say what to use instead.
+// `hardware_profile` is the sim's profile ("" for its default); the others ignore it.
 Expected<std::unique_ptr<Backend>> make_backend(std::string_view name, int world, DType dtype,
-                                                double timeout_s);
+                                                double timeout_s,
+                                                const std::string& hardware_profile = "");
+// Whether the backend computes values (cpu, cuda) or only times ops (sim: no outputs to gather
+// or verify, no host memory for them).
+bool backend_computes(std::string_view name);
 // Whether `name` can run `world` ranks here (cuda: that many GPUs visible), without starting it.
 Status check_backend(std::string_view name, int world);
 // GPUs the cuda backend can use (0 when it is not built): the visible ones, or fewer when

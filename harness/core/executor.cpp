@@ -242,6 +242,8 @@ bool Executor::is_comm(OpKind k) {
 Status Executor::issue(OpRecord rec, const std::function<Status()>& launch) {
   const bool skipped = is_comm(rec.kind) ? skip_comm_ : skip_compute_;
   if (is_comm(rec.kind)) comm_issued(rec.stream);
+  if (is_comm(rec.kind) && rec.stream == Stream::comm) comm_in_flight_ = true;
+  rec.comm_in_flight = comm_in_flight_;
   int first_mark = -1;
   if (tracing_) {
     first_mark = next_mark_++;
@@ -267,6 +269,11 @@ Status Executor::issue(OpRecord rec, const std::function<Status()>& launch) {
     t.step = step_;
     t.bytes = rec.bytes_sent + rec.bytes_recv;
     t.flops = rec.flops;
+    t.sq = rec.sq;
+    t.sk = rec.sk;
+    t.mask = rec.mask;
+    t.comm_in_flight = rec.comm_in_flight;
+    t.mem_bytes = rec.mem_bytes;
     t.begin_mark = first_mark;
     t.end_mark = second;
     trace_.push_back(std::move(t));
@@ -307,6 +314,11 @@ Status Executor::attention(Stream s, const AttnArgs& a, std::string_view phase) 
   OpRecord rec = op_record(OpKind::attention, s, phase);
   rec.sq = a.q.tokens;
   rec.sk = a.k.tokens;
+  rec.batch = a.q.batch;
+  rec.heads = a.q.heads;
+  rec.kv_heads = a.k.heads;
+  rec.head_dim = a.q.dim;
+  rec.mask = a.mask;
   rec.flops = 4.0 * static_cast<double>(a.q.batch * a.q.heads * a.q.dim) *
               static_cast<double>(block_pairs(a.mask, a.q.tokens, a.k.tokens));
   return issue(std::move(rec), [&] { return do_attention(s, a); });
@@ -320,13 +332,18 @@ Status Executor::merge(Stream s, const MergeArgs& a, std::string_view phase) {
   CPB_REQUIRE(a.o.tokens == a.part_o.tokens && a.o.heads == a.part_o.heads &&
                   a.lse.tokens == a.o.tokens && a.part_lse.tokens == a.o.tokens,
               "internal: merge shape mismatch");
-  return issue(op_record(OpKind::merge, s, phase), [&] { return do_merge(s, a); });
+  OpRecord rec = op_record(OpKind::merge, s, phase);
+  // Reads both (O, LSE) pairs, writes the accumulator's.
+  rec.mem_bytes = 4 * 3 * (a.o.elems() + a.lse.elems());
+  return issue(std::move(rec), [&] { return do_merge(s, a); });
 }
 
 Status Executor::reset(Stream s, View o, View lse, std::string_view phase) {
   CPB_TRY(check_view(o, ElemKind::f32, "reset o"));
   CPB_TRY(check_view(lse, ElemKind::f32, "reset lse"));
-  return issue(op_record(OpKind::reset, s, phase), [&] { return do_reset(s, o, lse); });
+  OpRecord rec = op_record(OpKind::reset, s, phase);
+  rec.mem_bytes = 4 * (o.elems() + lse.elems());  // written only
+  return issue(std::move(rec), [&] { return do_reset(s, o, lse); });
 }
 
 Status Executor::copy(Stream s, Range dst, Range src, std::string_view phase) {
@@ -334,7 +351,9 @@ Status Executor::copy(Stream s, Range dst, Range src, std::string_view phase) {
   CPB_TRY(check_range(src, "copy source"));
   CPB_REQUIRE(dst.count == src.count && elem_bytes(dst.buf) == elem_bytes(src.buf),
               "internal: copy of {} elements into {}", src.count, dst.count);
-  return issue(op_record(OpKind::copy, s, phase), [&] { return do_copy(s, dst, src); });
+  OpRecord rec = op_record(OpKind::copy, s, phase);
+  rec.mem_bytes = 2 * src.count * elem_bytes(src.buf);
+  return issue(std::move(rec), [&] { return do_copy(s, dst, src); });
 }
 
 Status Executor::copy_view(Stream s, View dst, View src, std::string_view phase) {
@@ -344,7 +363,9 @@ Status Executor::copy_view(Stream s, View dst, View src, std::string_view phase)
   CPB_REQUIRE(dst.batch == src.batch && dst.tokens == src.tokens && dst.heads == src.heads &&
                   dst.dim == src.dim,
               "internal: copy_view shape mismatch");
-  return issue(op_record(OpKind::copy, s, phase), [&] { return do_copy_view(s, dst, src); });
+  OpRecord rec = op_record(OpKind::copy, s, phase);
+  rec.mem_bytes = 2 * src.elems() * elem_bytes(src.buf);
+  return issue(std::move(rec), [&] { return do_copy_view(s, dst, src); });
 }
 
 Status Executor::p2p(Stream s, std::span<const P2POp> ops, std::string_view phase) {
@@ -411,6 +432,8 @@ Event Executor::record(Stream s) {
 
 void Executor::wait(Stream s, Event e) {
   timed_event_call([&] { do_wait(s, e); });
+  // The compute stream now follows the comm stream up to an event (the cuda backend's rule).
+  if (s == Stream::compute) comm_in_flight_ = false;
   if (logging_) pending_waits_[static_cast<int>(s)].push_back(e.id);
 }
 

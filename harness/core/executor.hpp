@@ -124,8 +124,14 @@ struct OpRecord {
   int step = -1;
   int64_t bytes_sent = 0;
   int64_t bytes_recv = 0;
-  double flops = 0;                     // attention: 4 * B * H * d * visible pairs
-  int64_t sq = 0, sk = 0;               // attention block shape
+  double flops = 0;        // attention: 4 * B * H * d * visible pairs
+  int64_t sq = 0, sk = 0;  // attention block shape
+  int64_t batch = 0, heads = 0, kv_heads = 0, head_dim = 0;  // attention: B, H, Hkv, d
+  BlockMask mask;         // attention: which (query, key) pairs are visible
+  int64_t mem_bytes = 0;  // merge, reset, copy: bytes read + written
+  // A comm-stream op was issued since the compute stream last waited on an event: a transfer
+  // may run beside this op (the cuda backend's share_sms rule; the sim's share factor).
+  bool comm_in_flight = false;
   std::vector<int> peers;               // p2p peers
   std::vector<PeerTransfer> transfers;  // p2p and all-to-all, per peer and direction
   int participants = 0;    // ranks taking part in a collective (a USP group may be < N)
@@ -141,6 +147,10 @@ struct TraceSlice {
   int step = -1;
   int64_t bytes = 0;  // sent + received
   double flops = 0;
+  int64_t sq = 0, sk = 0;       // attention block shape
+  BlockMask mask;               // attention
+  bool comm_in_flight = false;  // OpRecord::comm_in_flight
+  int64_t mem_bytes = 0;        // OpRecord::mem_bytes
   double begin_s = 0, end_s = 0;
   int begin_mark = -1, end_mark = -1;
 };
@@ -263,7 +273,10 @@ class Executor {
   virtual Status end_capture();
   virtual Status replay();
   // Event ids restart every iteration, so a backend can reuse its event objects.
-  void begin_iteration() { next_event_ = 0; }
+  void begin_iteration() {
+    next_event_ = 0;
+    comm_in_flight_ = false;
+  }
   // Variants that leave out one kind of op (still accounted): compute only (no communication)
   // and communication only, whose times give the exposed communication and the overlap.
   void set_skip(bool compute, bool comm) {
@@ -349,6 +362,7 @@ class Executor {
   bool logging_ = false;
   int next_event_ = 0;
   int last_logged_[2] = {-1, -1};  // log index of each stream's latest op
+  bool comm_in_flight_ = false;    // OpRecord::comm_in_flight of the next op
   std::vector<int> pending_waits_[2];
   Accounting acct_;
   std::map<std::string, HostCalls> host_calls_;

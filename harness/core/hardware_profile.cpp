@@ -8,6 +8,7 @@
 #include "harness/core/suggest.hpp"
 #include "harness/core/text_file.hpp"
 
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <set>
 
@@ -27,6 +29,11 @@ constexpr size_t kMaxProfileBytes = size_t{1} << 20;
 // machine we can foresee: 1 EFLOP/s and 1 PB/s per rank.
 constexpr double kMaxTflops = 1e6;
 constexpr double kMaxGbps = 1e6;
+// Sizes, head_dim, ranks (2^50), curve values (us or GB/s), a launch cost (1 s) and a slowdown.
+constexpr double kMaxCount = 1125899906842624.0;
+constexpr double kMaxCurveValue = 1e12;
+constexpr double kMaxLaunchUs = 1e6;
+constexpr double kMaxShareFactor = 10;
 
 // Text for a message: printable ASCII as is, other bytes as \xNN, long text cut short.
 std::string shown(std::string_view s) {
@@ -56,16 +63,16 @@ Expected<std::string> read_text(const YAML::Node& n) {
   return n.Scalar();
 }
 
-// The value of a positive number field in (0, max]; `unit` names it in messages.
-Expected<double> read_positive(const YAML::Node& n, double max, const char* unit) {
-  if (!n.IsScalar()) return CPB_ERROR("expected a number of {} > 0, got {}", unit, kind_of(n));
+// A number: a plain scalar that is all digits, '.', exponent and signs (refuses inf, nan, hex
+// and quoted text, which from_chars or YAML would take). `unit` names it in messages.
+Expected<double> read_number(const YAML::Node& n, const char* unit) {
+  if (!n.IsScalar()) return CPB_ERROR("expected a number of {}, got {}", unit, kind_of(n));
   const std::string& raw = n.Scalar();
   if (n.Tag() == "!")  // quoted: "800" is text in YAML, and we do not guess
-    return CPB_ERROR("expected a number of {} > 0, got the string '{}': remove the quotes", unit,
+    return CPB_ERROR("expected a number of {}, got the string '{}': remove the quotes", unit,
                      shown(raw));
   std::string_view body = raw;
   if (!body.empty() && body[0] == '+') body.remove_prefix(1);
-  // Digits, '.', exponent and signs only: refuses inf, nan and hex, which from_chars would take.
   const bool chars_ok = !body.empty() && std::all_of(body.begin(), body.end(), [](char c) {
     return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '-' || c == '+';
   });
@@ -74,14 +81,201 @@ Expected<double> read_positive(const YAML::Node& n, double max, const char* unit
     auto res = std::from_chars(body.data(), body.data() + body.size(), v);
     if (res.ptr != body.data() + body.size() || res.ec != std::errc()) v = NAN;
   }
-  if (!chars_ok || std::isnan(v))
-    return CPB_ERROR("expected a number of {} > 0, got '{}'", unit, shown(raw));
-  if (!(v > 0))
-    return CPB_ERROR("{} is not positive: give the {} as a number > 0", shown(raw), unit);
-  if (v > max)
-    return CPB_ERROR("{} is more than {:g} {}: check the unit (the key is in {})", shown(raw), max,
-                     unit, unit);
+  if (!chars_ok || !std::isfinite(v))
+    return CPB_ERROR("expected a number of {}, got '{}'", unit, shown(raw));
   return v;
+}
+
+// The value of a positive number field in (0, max]; `unit` names it in messages.
+Expected<double> read_positive(const YAML::Node& n, double max, const char* unit) {
+  if (!n.IsScalar()) return CPB_ERROR("expected a number of {} > 0, got {}", unit, kind_of(n));
+  CPB_ASSIGN_OR_RETURN(double v, read_number(n, unit));
+  if (!(v > 0))
+    return CPB_ERROR("{} is not positive: give the {} as a number > 0", shown(n.Scalar()), unit);
+  if (v > max)
+    return CPB_ERROR("{} is more than {:g} {}: check the unit (the key is in {})",
+                     shown(n.Scalar()), max, unit, unit);
+  return v;
+}
+
+// A whole number >= 1 (sizes, head_dim, ranks).
+Expected<int64_t> read_count(const YAML::Node& n, const char* what) {
+  CPB_ASSIGN_OR_RETURN(double v, read_positive(n, kMaxCount, what));
+  if (v != std::floor(v))
+    return CPB_ERROR("{} is not a whole number of {}", shown(n.Scalar()), what);
+  return static_cast<int64_t>(v);
+}
+
+int line_of(const YAML::Node& n, int fallback);
+
+// Where an error stands: nested readers narrow it from the top-level key to the inner one.
+struct Where {
+  int line = 0;
+  std::string key;
+};
+
+// Calls fn(key, value) for every key of map `n` (at `path`); unknown or repeated keys are errors
+// that name the allowed ones. Narrows `where` to each key as it goes.
+Status read_map(const YAML::Node& n, const std::string& path,
+                const std::vector<std::string>& allowed, Where& where,
+                const std::function<Status(const std::string&, const YAML::Node&)>& fn) {
+  if (!n.IsMap())
+    return CPB_ERROR("expected a map with keys {}, got {}", fmt::join(allowed, ", "), kind_of(n));
+  std::set<std::string> seen;
+  for (const auto& kv : n) {
+    const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string("?");
+    where.line = line_of(kv.first, where.line);
+    where.key = path + "." + shown(key);
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+      return CPB_ERROR("unknown key{}; {} may have {}", suggest(key, allowed), path,
+                       fmt::join(allowed, ", "));
+    if (!seen.insert(key).second) return CPB_ERROR("given twice: keep one");
+    where.line = line_of(kv.second, where.line);
+    CPB_TRY(fn(key, kv.second));
+  }
+  return {};
+}
+
+// A list of numbers (each checked by `one`).
+Expected<std::vector<double>> read_list(
+    const YAML::Node& n, const char* unit,
+    const std::function<Expected<double>(const YAML::Node&)>& one) {
+  if (!n.IsSequence() || n.size() == 0)
+    return CPB_ERROR("expected a non-empty list of {}, got {}", unit,
+                     n.IsSequence() ? "an empty list" : kind_of(n));
+  std::vector<double> out;
+  for (size_t i = 0; i < n.size(); ++i) {
+    auto v = one(n[i]);
+    if (!v.ok()) return CPB_ERROR("item {}: {}", i, v.error().message);
+    out.push_back(*v);
+  }
+  return out;
+}
+
+// {bytes: [...], <ykey>: [...]}: bytes strictly increasing, y positive, the same length.
+Expected<ProfileCurve> read_curve(const YAML::Node& n, const std::string& path, const char* ykey,
+                                  const char* yunit, Where& where) {
+  ProfileCurve c;
+  bool have_x = false, have_y = false;
+  CPB_TRY(read_map(
+      n, path, {"bytes", ykey}, where, [&](const std::string& k, const YAML::Node& v) -> Status {
+        if (k == "bytes") {
+          CPB_ASSIGN_OR_RETURN(c.x,
+                               read_list(v, "bytes", [](const YAML::Node& x) -> Expected<double> {
+                                 CPB_ASSIGN_OR_RETURN(int64_t b, read_count(x, "bytes"));
+                                 return static_cast<double>(b);
+                               }));
+          for (size_t i = 1; i < c.x.size(); ++i)
+            CPB_REQUIRE(c.x[i] > c.x[i - 1],
+                        "sizes must increase: item {} ({:g}) is not above item {} ({:g})", i,
+                        c.x[i], i - 1, c.x[i - 1]);
+          have_x = true;
+        } else {
+          CPB_ASSIGN_OR_RETURN(c.y, read_list(v, yunit, [yunit](const YAML::Node& x) {
+                                 return read_positive(x, kMaxCurveValue, yunit);
+                               }));
+          have_y = true;
+        }
+        return {};
+      }));
+  where.key = path;
+  CPB_REQUIRE(have_x && have_y, "needs both bytes: [...] and {}: [...]", ykey);
+  CPB_REQUIRE(c.x.size() == c.y.size(),
+              "bytes has {} sizes and {} has {} values: give one value per size", c.x.size(), ykey,
+              c.y.size());
+  return c;
+}
+
+Status read_attention(const YAML::Node& n, HardwareProfile& p, Where& where) {
+  if (!n.IsSequence())
+    return CPB_ERROR(
+        "expected a list of points {{mask, head_dim, gqa, heads, sq, sk, tflops}}, got {}",
+        kind_of(n));
+  for (size_t i = 0; i < n.size(); ++i) {
+    const std::string path = fmt::format("attention[{}]", i);
+    where.line = line_of(n[i], where.line);
+    where.key = path;
+    AttentionPoint a;
+    std::set<std::string> got;
+    CPB_TRY(read_map(
+        n[i], path, {"mask", "head_dim", "gqa", "heads", "sq", "sk", "tflops"}, where,
+        [&](const std::string& k, const YAML::Node& v) -> Status {
+          got.insert(k);
+          if (k == "mask") {
+            CPB_ASSIGN_OR_RETURN(std::string m, read_text(v));
+            CPB_REQUIRE(m == "full" || m == "causal", "'{}' is not a mask: use full or causal",
+                        shown(m));
+            a.causal = m == "causal";
+          } else if (k == "head_dim") {
+            CPB_ASSIGN_OR_RETURN(a.head_dim, read_count(v, "elements"));
+          } else if (k == "gqa") {
+            CPB_ASSIGN_OR_RETURN(a.gqa, read_positive(v, kMaxCount, "query heads per KV head"));
+            CPB_REQUIRE(a.gqa >= 1, "{} is below 1: gqa is H / Hkv", shown(v.Scalar()));
+          } else if (k == "heads") {
+            CPB_ASSIGN_OR_RETURN(a.heads, read_count(v, "heads"));
+          } else if (k == "sq") {
+            CPB_ASSIGN_OR_RETURN(a.sq, read_count(v, "tokens"));
+          } else if (k == "sk") {
+            CPB_ASSIGN_OR_RETURN(a.sk, read_count(v, "tokens"));
+          } else {
+            CPB_ASSIGN_OR_RETURN(a.tflops, read_positive(v, kMaxTflops, "TFLOP/s"));
+          }
+          return {};
+        }));
+    where.key = path;
+    where.line = line_of(n[i], where.line);
+    for (const char* k : {"mask", "head_dim", "sq", "sk", "tflops"})
+      CPB_REQUIRE(got.count(k), "missing {}: a point needs mask, head_dim, sq, sk and tflops", k);
+    p.attention.push_back(a);
+  }
+  return {};
+}
+
+Status read_links(const YAML::Node& n, HardwareProfile& p, Where& where) {
+  return read_map(
+      n, "links", link_classes(), where,
+      [&](const std::string& cls, const YAML::Node& v) -> Status {
+        const std::string path = "links." + cls;
+        LinkProfile& l = p.links[cls];
+        CPB_TRY(read_map(v, path, {"ranks", "sendrecv", "all_to_all", "all_gather"}, where,
+                         [&](const std::string& k, const YAML::Node& c) -> Status {
+                           if (k == "ranks") {
+                             CPB_ASSIGN_OR_RETURN(int64_t r, read_count(c, "ranks"));
+                             l.ranks = static_cast<int>(r);
+                             return {};
+                           }
+                           ProfileCurve& dst = k == "sendrecv"     ? l.sendrecv
+                                               : k == "all_to_all" ? l.all_to_all
+                                                                   : l.all_gather;
+                           CPB_ASSIGN_OR_RETURN(dst,
+                                                read_curve(c, path + "." + k, "us", "us", where));
+                           // Stored in seconds, the unit of the cost model.
+                           for (double& y : dst.y) y *= 1e-6;
+                           return {};
+                         }));
+        where.key = path;
+        CPB_REQUIRE(l.ranks >= 2,
+                    "missing ranks: add the number of ranks the curves were measured on (>= 2)");
+        return {};
+      });
+}
+
+Status read_topology(const YAML::Node& n, HardwareProfile& p, Where& where) {
+  return read_map(n, "topology", {"gpus_per_node", "intra_node", "inter_node"}, where,
+                  [&](const std::string& k, const YAML::Node& v) -> Status {
+                    if (k == "gpus_per_node") {
+                      CPB_ASSIGN_OR_RETURN(int64_t g, read_count(v, "GPUs"));
+                      p.gpus_per_node = static_cast<int>(g);
+                      return {};
+                    }
+                    CPB_ASSIGN_OR_RETURN(std::string cls, read_text(v));
+                    const auto& all = link_classes();
+                    CPB_REQUIRE(std::find(all.begin(), all.end(), cls) != all.end(),
+                                "'{}' is not a link class{}: use one of {}", shown(cls),
+                                suggest(cls, all), fmt::join(all, ", "));
+                    (k == "intra_node" ? p.intra_node_link : p.inter_node_link) = cls;
+                    return {};
+                  });
 }
 
 // One top-level key of the schema. `read` returns an error message without file, line and key
@@ -90,46 +284,76 @@ struct Field {
   const char* key;
   bool required;
   const char* want;  // what to write, for "missing" messages
-  Status (*read)(const YAML::Node&, HardwareProfile&);
+  Status (*read)(const YAML::Node&, HardwareProfile&, Where&);
 };
 
 const std::vector<Field>& fields() {
   static const std::vector<Field> f = {
       {"name", true, "a name for records, e.g. `name: h100-rdma`",
-       [](const YAML::Node& n, HardwareProfile& p) -> Status {
+       [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
          CPB_ASSIGN_OR_RETURN(p.name, read_text(n));
          return {};
        }},
       {"peak_tflops", true, "the attention FLOP rate per rank, e.g. `peak_tflops: 800`",
-       [](const YAML::Node& n, HardwareProfile& p) -> Status {
+       [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
          CPB_ASSIGN_OR_RETURN(p.peak_tflops, read_positive(n, kMaxTflops, "TFLOP/s"));
          return {};
        }},
       {"bandwidth_gbps", true,
        "the bytes per second per rank on the CP ring link in GB/s (1e9 B/s), e.g. "
        "`bandwidth_gbps: 50` for 400 Gb/s RDMA",
-       [](const YAML::Node& n, HardwareProfile& p) -> Status {
+       [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
          CPB_ASSIGN_OR_RETURN(p.bandwidth_gbps, read_positive(n, kMaxGbps, "GB/s"));
          return {};
        }},
       {"description", false, "",
-       [](const YAML::Node& n, HardwareProfile& p) -> Status {
+       [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
          CPB_ASSIGN_OR_RETURN(p.description, read_text(n));
          return {};
        }},
       {"machine", false, "",
-       [](const YAML::Node& n, HardwareProfile& p) -> Status {
+       [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
          CPB_ASSIGN_OR_RETURN(p.machine, read_text(n));
          return {};
        }},
       {"source", false, "",
-       [](const YAML::Node& n, HardwareProfile& p) -> Status {
+       [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
          CPB_ASSIGN_OR_RETURN(p.source, read_text(n));
+         return {};
+       }},
+      {"launch_us", false, "",
+       [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
+         CPB_ASSIGN_OR_RETURN(p.launch_us, read_number(n, "us"));
+         CPB_REQUIRE(p.launch_us >= 0 && p.launch_us <= kMaxLaunchUs,
+                     "{} is outside 0..{:g} us: give the per-op launch cost in microseconds",
+                     shown(n.Scalar()), kMaxLaunchUs);
+         return {};
+       }},
+      {"share_factor", false, "",
+       [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
+         CPB_ASSIGN_OR_RETURN(p.share_factor, read_number(n, "slowdown"));
+         CPB_REQUIRE(p.share_factor >= 1 && p.share_factor <= kMaxShareFactor,
+                     "{} is outside 1..{:g}: it is attention time with a transfer beside it over "
+                     "the time alone",
+                     shown(n.Scalar()), kMaxShareFactor);
+         return {};
+       }},
+      {"attention", false, "", read_attention},
+      {"links", false, "", read_links},
+      {"topology", false, "", read_topology},
+      {"copy", false, "",
+       [](const YAML::Node& n, HardwareProfile& p, Where& w) -> Status {
+         CPB_ASSIGN_OR_RETURN(p.copy_gbps, read_curve(n, "copy", "gbps", "GB/s", w));
+         return {};
+       }},
+      {"merge", false, "",
+       [](const YAML::Node& n, HardwareProfile& p, Where& w) -> Status {
+         CPB_ASSIGN_OR_RETURN(p.merge_gbps, read_curve(n, "merge", "gbps", "GB/s", w));
          return {};
        }},
       // Free-form: whatever is under it is never read, which is the point.
       {"extra", false, "",
-       [](const YAML::Node& n, HardwareProfile&) -> Status {
+       [](const YAML::Node& n, HardwareProfile&, Where&) -> Status {
          if (!n.IsMap() && !n.IsNull())
            return CPB_ERROR("expected a map of free-form keys, got {}", kind_of(n));
          return {};
@@ -190,8 +414,9 @@ Expected<HardwareProfile> parse(const std::string& text, const std::string& path
                               hint, join_keys()));
     }
     if (!seen.insert(key).second) return fail(line, key, "given twice: keep one");
-    if (auto st = f->read(kv.second, p); !st)
-      return fail(line_of(kv.second, line), key, st.error().message);
+    Where where{line_of(kv.second, line), key};
+    if (auto st = f->read(kv.second, p, where); !st)
+      return fail(where.line, where.key, st.error().message);
   }
   for (const auto& f : fields())
     if (f.required && !seen.count(f.key))
@@ -209,6 +434,11 @@ const std::vector<std::string>& hardware_profile_keys() {
     return k;
   }();
   return keys;
+}
+
+const std::vector<std::string>& link_classes() {
+  static const std::vector<std::string> c = {"nvlink", "pcie", "rdma", "tcp"};
+  return c;
 }
 
 Expected<HardwareProfile> parse_hardware_profile(const std::string& text, const std::string& path) {

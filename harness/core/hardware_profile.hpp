@@ -1,9 +1,10 @@
-// A hardware profile: the few numbers about a machine that a strategy decision or a cost model
+// A hardware profile: the numbers about a machine that a strategy decision or a cost model
 // needs, read from a small YAML file so that they are measured once and committed rather than
-// typed into every experiment. Today it holds what `auto`'s pass-KV / pass-Q heuristic needs
-// (Yang et al. 2024: C, the attention FLOP rate, and BW, the per-rank bandwidth of the CP ring
-// link); the sim backend will add link classes and throughput tables to the same schema, so the
-// parser is a table of fields that grows by one entry per key.
+// typed into every experiment. `auto`'s pass-KV / pass-Q heuristic needs two (Yang et al. 2024:
+// C, the attention FLOP rate, and BW, the per-rank bandwidth of the CP ring link); the sim
+// backend's cost model (harness/backends/sim/cost_model.hpp) reads the optional tables below and
+// falls back to C and BW where a profile has none. The parser is a table of fields that grows by
+// one entry per key.
 //
 // Schema (top-level map):
 //   name:           required text   what the profile is called in records
@@ -11,16 +12,65 @@
 //   bandwidth_gbps: required number > 0, GB/s (1e9 B/s) per rank on the CP ring link
 //   description, machine, source: optional text
 //   extra:          optional map, ignored: free-form notes and keys of tools that are not ours
+//   launch_us:      optional number >= 0: fixed cost of every op on a stream, in us (launch and
+//                   the gap to the previous op), added to what the tables below give
+//   share_factor:   optional number >= 1: an attention op issued while a transfer may run beside
+//                   it (OpRecord::comm_in_flight, the cuda backend's share_sms rule) takes this
+//                   many times its table time
+//   attention:      optional list of measured points, each a map
+//                     {mask: full|causal, head_dim: d, gqa: H/Hkv (default 1), heads: B·H of
+//                      the block (default: any), sq: Sq, sk: Sk, tflops: TF/s}
+//                   TF/s count only visible (query, key) pairs (DESIGN.md: 4·B·H·d per pair; a
+//                   causal block counts its visible pairs). A block's rate comes from the points
+//                   of its mask and the nearest head_dim, interpolated in log space (see the
+//                   cost model); it never leaves the range of those points.
+//   links:          optional map of link class (nvlink, pcie, rdma, tcp) to
+//                     {ranks: R, sendrecv: CURVE, all_to_all: CURVE, all_gather: CURVE}
+//                   CURVE = {bytes: [...], us: [...]}: the time of one operation against the bytes
+//                   one rank sends to its peers (sendrecv: the message; all_to_all: its whole
+//                   send buffer less the block it keeps; all_gather: its block times R-1, as
+//                   nccl-tests' busbw counts them), bytes strictly increasing; R = the ranks it
+//                   was measured on. Each collective is optional; a missing one is an error only
+//                   when an op needs it.
+//   topology:       optional map {gpus_per_node: G, intra_node: CLASS, inter_node: CLASS}: ranks
+//                   r and p share a node when r / G == p / G; an op whose peers all share its
+//                   node uses intra_node (default nvlink), else inter_node (default rdma).
+//                   Without it every rank is on one node.
+//   copy, merge:    optional {bytes: [...], gbps: [...]}: throughput (GB/s of bytes read +
+//                   written) of copies and of LSE merges against the bytes they touch
 // Any other key is an error, so that a typo ("bandwith_gbps") never silently falls back to a
-// default.
+// default; so is any unknown key inside the maps above.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "harness/core/status.hpp"
 
 namespace cpb {
+
+// A measured curve: y at strictly increasing x > 0.
+struct ProfileCurve {
+  std::vector<double> x, y;
+  bool empty() const { return x.empty(); }
+};
+
+struct AttentionPoint {
+  bool causal = false;
+  int64_t head_dim = 0;
+  double gqa = 1;
+  int64_t heads = 0;  // batch x query heads of the block; 0: not given (matches any)
+  int64_t sq = 0, sk = 0;
+  double tflops = 0;
+};
+
+// One link class: seconds (y) against bytes sent per rank (x) for each collective.
+struct LinkProfile {
+  int ranks = 0;
+  ProfileCurve sendrecv, all_to_all, all_gather;
+};
 
 struct HardwareProfile {
   std::string path;  // file it was read from ("<string>" for text)
@@ -30,6 +80,16 @@ struct HardwareProfile {
   std::string description;
   std::string machine;
   std::string source;  // where the numbers come from (a run folder, a paper)
+
+  // The cost model's tables (all optional; see the schema above).
+  double launch_us = 0;
+  double share_factor = 1;
+  std::vector<AttentionPoint> attention;
+  std::map<std::string, LinkProfile> links;  // by link class
+  int gpus_per_node = 0;                     // 0: every rank on one node
+  std::string intra_node_link = "nvlink";
+  std::string inter_node_link = "rdma";
+  ProfileCurve copy_gbps, merge_gbps;  // x: bytes read + written, y: GB/s
 
   // The same numbers in SI units, the form the formulas take.
   double peak_flops() const { return peak_tflops * 1e12; }
@@ -43,5 +103,7 @@ Expected<HardwareProfile> load_hardware_profile(const std::string& path);
 Expected<HardwareProfile> parse_hardware_profile(const std::string& text, const std::string& path);
 // The top-level keys a profile may have (sorted), for messages and documentation.
 const std::vector<std::string>& hardware_profile_keys();
+// The link classes a profile may describe.
+const std::vector<std::string>& link_classes();
 
 }  // namespace cpb

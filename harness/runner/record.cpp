@@ -59,10 +59,14 @@ nlohmann::json point_record(const Point& p, const std::string& backend, const st
   if (res == nullptr) return r;
 
   if (!res->strategy_detail.is_null()) r["strategy_detail"] = res->strategy_detail;
+  // The backend's own fields (sim: "predicted": true and the hardware profile it used).
+  if (res->backend_detail.is_object())
+    for (const auto& [k, v] : res->backend_detail.items()) r[k] = v;
   const int n = static_cast<int>(res->ranks.size());
   TimeStats ts = summarize(res->iteration_times_s);
   nlohmann::json time = to_json(ts);
-  // cpu: host wall clock around each iteration; cuda: CUDA events. Max over ranks per iteration.
+  // cpu: host wall clock around each iteration; cuda: CUDA events; sim: predicted by the cost
+  // model and the timing engine. Max over ranks per iteration.
   time["clock"] = res->clock;
   time["unit"] = "s";
   time["reduction"] = "max over ranks per iteration";

@@ -162,6 +162,7 @@ VerifyReport verify_against_reference(const Workload& w, const Inputs& in,
 }
 
 int64_t cpu_host_bytes_estimate(const ExecSpec& spec, const Placement& pl) {
+  if (!backend_computes(spec.backend)) return 0;  // sim: op logs only
   const Workload& w = spec.workload;
   const int64_t n = spec.cp;
   const int64_t q = w.batch * w.new_tokens * w.heads * w.head_dim;
@@ -367,11 +368,16 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
   res.backend = spec.backend;
   if (info->describe) res.strategy_detail = info->describe(ctx);
   res.ranks.resize(n);
-  res.o.assign(static_cast<size_t>(w.batch * w.new_tokens * w.heads * w.head_dim), 0.0f);
-  res.lse.assign(static_cast<size_t>(w.batch * w.new_tokens * w.heads), 0.0f);
+  const bool computes = backend_computes(spec.backend);
+  if (computes) {
+    res.o.assign(static_cast<size_t>(w.batch * w.new_tokens * w.heads * w.head_dim), 0.0f);
+    res.lse.assign(static_cast<size_t>(w.batch * w.new_tokens * w.heads), 0.0f);
+  }
   const int total_iters = std::max(1, spec.warmup + spec.iterations);
 
-  CPB_ASSIGN_OR_RETURN(auto backend, make_backend(spec.backend, n, w.dtype, spec.timeout_s));
+  CPB_ASSIGN_OR_RETURN(auto backend, make_backend(spec.backend, n, w.dtype, spec.timeout_s,
+                                                  spec.options.hardware_profile));
+  res.backend_detail = backend->describe();
   std::vector<std::string> clocks(static_cast<size_t>(n));
   Status run_status = backend->run([&](Executor& ex) -> Status {
     const int rank = ex.rank();
@@ -449,12 +455,15 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
     rep.minimum_memory_bytes = ex.minimum_memory_bytes();
 
     // Outputs first: the variants below leave wrong values behind.
-    std::vector<float> o(static_cast<size_t>(io.o.elems())), l(static_cast<size_t>(io.lse.elems()));
-    CPB_TRY(ex.read(ob, 0, o));
-    CPB_TRY(ex.read(lb, 0, l));
-    // Ranks own disjoint rows of the global arrays, so they can write them concurrently.
-    gather_rows(w, pl, rank, w.heads * w.head_dim, o, res.o);
-    gather_rows(w, pl, rank, w.heads, l, res.lse);
+    if (computes) {
+      std::vector<float> o(static_cast<size_t>(io.o.elems())),
+          l(static_cast<size_t>(io.lse.elems()));
+      CPB_TRY(ex.read(ob, 0, o));
+      CPB_TRY(ex.read(lb, 0, l));
+      // Ranks own disjoint rows of the global arrays, so they can write them concurrently.
+      gather_rows(w, pl, rank, w.heads * w.head_dim, o, res.o);
+      gather_rows(w, pl, rank, w.heads, l, res.lse);
+    }
 
     if (spec.trace) {
       ex.set_tracing(true);
@@ -507,7 +516,10 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
   res.issue_s = max_over_ranks(&RankReport::issue_s);
   res.compute_only_s = max_over_ranks(&RankReport::compute_only_s);
   res.comm_only_s = max_over_ranks(&RankReport::comm_only_s);
-  if (spec.verify) {
+  if (spec.verify && !computes) {
+    res.verify.reference = fmt::format(
+        "not verified: the {} backend computes no values (its times are predicted)", spec.backend);
+  } else if (spec.verify) {
     const double tol = tolerance_for(spec.backend, w.dtype);
     if (spec.backend == "cpu" || workload_flops(w) <= kCpuReferenceMaxFlops) {
       res.verify = verify_against_reference(w, host_inputs(), res.o, res.lse, tol);

@@ -29,7 +29,7 @@ struct Inputs {
 Inputs random_inputs(const Workload& w, uint64_t seed);
 
 struct ExecSpec {
-  std::string backend = "cpu";  // cpu | cuda
+  std::string backend = "cpu";  // cpu | cuda | sim
   std::string strategy;
   LayoutKind layout = LayoutKind::zigzag;
   int cp = 1;
@@ -77,7 +77,8 @@ struct VerifyReport {
 
 struct ExecResult {
   std::string backend;
-  std::string clock;               // "wall" (cpu) or "cuda_event"
+  std::string clock;  // "wall" (cpu), "cuda_event" or "sim" (predicted)
+  nlohmann::json backend_detail;  // Backend::describe(), merged into the record
   nlohmann::json strategy_detail;  // the strategy's describe(), or null
   std::vector<RankReport> ranks;
   std::vector<double> iteration_times_s;  // max over ranks, per timed iteration

@@ -50,7 +50,8 @@ std::string short_desc(const Point& p) {
                      to_string(p.workload.mask), p.workload.new_tokens, p.workload.cached_tokens);
 }
 
-ExecSpec spec_for(const Point& p, const Experiment& ex, const std::string& backend) {
+ExecSpec spec_for(const Point& p, const Experiment& ex, const std::string& backend,
+                  const std::string& hardware_profile) {
   ExecSpec s;
   s.backend = backend;
   s.strategy = p.strategy;
@@ -59,6 +60,8 @@ ExecSpec spec_for(const Point& p, const Experiment& ex, const std::string& backe
   s.workload = p.workload;
   s.seed = p.seed;
   s.options = p.options;
+  // --hardware-profile: for the points that name none (the sim's cost model, auto's C and BW).
+  if (s.options.hardware_profile.empty()) s.options.hardware_profile = hardware_profile;
   s.warmup = ex.warmup;
   s.iterations = ex.iterations;
   s.verify = ex.verify;
@@ -117,10 +120,7 @@ BackendChoice resolve_backend(const std::string& requested, std::string* error) 
     }
     return {"cuda", fmt::format("requested, {} GPU(s) visible", gpus)};
   }
-  if (requested == "sim") {
-    *error = "backend 'sim' is not implemented in this build yet: use --backend cpu (or auto)";
-    return {};
-  }
+  if (requested == "sim") return {"sim", "requested: times predicted on a hardware profile"};
   *error = fmt::format("unknown backend '{}': use auto, cpu, cuda or sim", requested);
   return {};
 }
@@ -163,7 +163,7 @@ int run_sweep(const SweepOptions& opts) {
   std::vector<std::string> invalid(ex.points.size());
   int n_invalid = 0;
   for (size_t i = 0; i < ex.points.size(); ++i) {
-    Status st = check_point(spec_for(ex.points[i], ex, backend.name));
+    Status st = check_point(spec_for(ex.points[i], ex, backend.name, opts.hardware_profile));
     if (!st.ok()) {
       invalid[i] = st.error().str();
       ++n_invalid;
@@ -200,6 +200,7 @@ int run_sweep(const SweepOptions& opts) {
                              {"config_text", ex.text},
                              {"backend", backend.name},
                              {"machine", backend_info(backend.name)},
+                             {"hardware_profile", opts.hardware_profile},
                              {"backend_reason", backend.why},
                              {"warmup", ex.warmup},
                              {"iterations", ex.iterations},
@@ -327,7 +328,7 @@ int run_sweep(const SweepOptions& opts) {
       line = "INVALID " + invalid[i];
       ++failures;
     } else {
-      auto res = execute_point(spec_for(p, ex, backend.name));
+      auto res = execute_point(spec_for(p, ex, backend.name, opts.hardware_profile));
       if (!res) {
         rec = point_record(p, backend.name, "error", res.error().str(), nullptr, brief, repro);
         line = "ERROR " + res.error().str();

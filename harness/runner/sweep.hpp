@@ -21,6 +21,8 @@ struct SweepOptions {
   bool quiet = false;
   int gpus = 0;  // use at most this many GPUs (0: all visible)
   bool cuda_graph = false;  // as the experiment's `cuda_graph: true`
+  // The hardware profile of points that name none (sim: its cost model; auto: C and BW).
+  std::string hardware_profile;
   std::vector<std::string> argv;
 };
 
@@ -28,8 +30,8 @@ struct SweepOptions {
 // record says which); 2 the config or the options are bad (nothing written).
 int run_sweep(const SweepOptions& opts);
 
-// The backend a name resolves to on this machine: "auto" -> cuda when it is built, implemented
-// and a GPU is visible, else cpu. Errors name what to use instead.
+// The backend a name resolves to on this machine: "auto" -> cuda when it is built and a GPU is
+// visible, else cpu; "sim" is always there. Errors name what to use instead.
 struct BackendChoice {
   std::string name;
   std::string why;

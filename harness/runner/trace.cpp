@@ -16,6 +16,17 @@ nlohmann::json chrome_trace(const ExecResult& res, const std::string& title) {
       nlohmann::json args = {{"phase", t.phase}, {"step", t.step}};
       if (t.bytes > 0) args["bytes"] = t.bytes;
       if (t.flops > 0) args["flops"] = t.flops;
+      if (t.mem_bytes > 0) args["mem_bytes"] = t.mem_bytes;
+      if (t.kind == OpKind::attention) {
+        // The block's shape and mask (the sim's calibration pairs measured slices with them).
+        args["sq"] = t.sq;
+        args["sk"] = t.sk;
+        args["mask"] = t.mask.kind == BlockMask::Kind::full     ? "full"
+                       : t.mask.kind == BlockMask::Kind::causal ? "causal"
+                                                                : "none";
+        if (t.mask.kind == BlockMask::Kind::causal) args["diag"] = t.mask.diag;
+        args["comm_in_flight"] = t.comm_in_flight;
+      }
       const std::string kind(to_string(t.kind));
       events.push_back({{"name", t.phase == kind ? kind : fmt::format("{} {}", t.phase, kind)},
                         {"cat", t.phase},

@@ -320,12 +320,33 @@ TEST_F(Cli, MissingConfigFile) {
   EXPECT_TRUE(wrote_nothing());
 }
 
-TEST_F(Cli, BackendNotYetBuiltSaysWhatToUse) {
+// The sim backend: predicted records (clock "sim", "predicted": true, the profile named), verify
+// skipped with its reason, a predicted trace; a bad profile is an error record naming the file.
+TEST_F(Cli, SimBackendWritesPredictedRecords) {
   auto cfg = write("good.yaml", kGood);
   CmdResult r = cpbench("run " + cfg + " --backend sim --out " + out());
-  EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_NE(r.out.find("--backend cpu"), std::string::npos) << r.out;
-  EXPECT_TRUE(wrote_nothing());
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto recs = records();
+  ASSERT_EQ(recs.size(), 6u);
+  for (const auto& rec : recs) {
+    EXPECT_EQ(rec["status"], "ok") << rec.dump();
+    EXPECT_EQ(rec["backend"], "sim");
+    EXPECT_TRUE(rec["predicted"].get<bool>());
+    EXPECT_EQ(rec["time"]["clock"], "sim");
+    EXPECT_GT(rec["time"]["median"].get<double>(), 0);
+    EXPECT_EQ(rec["hardware_profile"]["name"], "h200x4");
+    EXPECT_FALSE(rec["verify"]["ran"].get<bool>());
+    EXPECT_NE(rec["verify"]["reason"].get<std::string>().find("predicted"), std::string::npos);
+    ASSERT_TRUE(rec.contains("trace")) << rec.dump();
+  }
+  fs::remove_all(dir_ / "runs");
+  r = cpbench("run " + cfg + " --backend sim --hardware-profile " + (dir_ / "nope.yaml").string() +
+              " --out " + out());
+  EXPECT_EQ(r.code, 1) << r.out;
+  for (const auto& rec : records()) {
+    EXPECT_EQ(rec["status"], "error");
+    EXPECT_NE(rec["error"].get<std::string>().find("nope.yaml"), std::string::npos) << rec.dump();
+  }
 }
 
 TEST_F(Cli, ListShowsStrategiesLayoutsAndPresets) {

@@ -1,0 +1,145 @@
+"""Validates the sim backend: predicted against measured time per point of a measured run.
+
+    python3 -m analysis.sim_validate --cpbench build/release/cpbench \\
+        --run results/gpu/2026-11-22-h200x4-compare/cpbench \\
+        --profile results/profiles/h200x4.yaml --out results/sim/validation-h200x4
+
+Runs the measured run's own experiment (manifest `config_text`) on the sim backend with the
+profile, pairs the records by point_id, and writes to --out: `validation.csv` (one row per point:
+predicted and measured median seconds, the signed relative error (predicted - measured) /
+measured), `summary.json` (median and max |error|, the targets, the worst points), `README.md`
+(the table) and the sim's own run folder under `sim/` (predicted records and traces). Exit status
+1 when a bound is missed (--median-bound, --max-bound), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from statistics import median
+
+TARGET_MEDIAN = 0.05  # issue 8: median |error| <= 5%
+TARGET_MAX = 0.15  # and max <= 15%
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
+def point_label(rec: dict) -> str:
+    c = rec.get("config", {})
+    ctx = c.get("new_tokens", 0)
+    return (f"{c.get('preset', '')} {ctx // 1024}K cp{c.get('cp')} {c.get('strategy')} "
+            f"{c.get('layout')}")
+
+
+def pair_records(measured: list[dict], predicted: list[dict]) -> list[dict]:
+    """One row per measured ok point that the sim predicted (ok), in the measured order."""
+    pred = {r["point_id"]: r for r in predicted if r.get("status") == "ok"}
+    rows = []
+    for m in measured:
+        if m.get("status") != "ok" or m["point_id"] not in pred:
+            continue
+        p = pred[m["point_id"]]
+        t_m = m["time"]["median"]
+        t_p = p["time"]["median"]
+        rows.append({
+            "index": m.get("index"),
+            "point": point_label(m),
+            "strategy": m.get("config", {}).get("strategy"),
+            "cp": m.get("config", {}).get("cp"),
+            "measured_s": t_m,
+            "predicted_s": t_p,
+            "error": (t_p - t_m) / t_m,
+            "measured_compute_only_s": (m.get("time_compute_only") or {}).get("median"),
+        })
+    return rows
+
+
+def summarize(rows: list[dict], median_bound: float = TARGET_MEDIAN,
+              max_bound: float = TARGET_MAX) -> dict:
+    if not rows:
+        return {"points": 0, "median_abs_error": None, "max_abs_error": None, "met": False}
+    errs = [abs(r["error"]) for r in rows]
+    worst = sorted(rows, key=lambda r: -abs(r["error"]))[:5]
+    med, mx = median(errs), max(errs)
+    return {
+        "points": len(rows),
+        "median_abs_error": med,
+        "max_abs_error": mx,
+        "within_5pct": sum(e <= 0.05 for e in errs),
+        "within_15pct": sum(e <= 0.15 for e in errs),
+        "median_bound": median_bound,
+        "max_bound": max_bound,
+        "met": med <= median_bound and mx <= max_bound,
+        "worst": [{"index": w["index"], "point": w["point"], "error": w["error"]} for w in worst],
+    }
+
+
+def markdown(rows: list[dict], s: dict, title: str) -> str:
+    out = [f"# {title}", ""]
+    if s["points"]:
+        out += [f"{s['points']} points; median |error| {s['median_abs_error']:.1%} (bound "
+                f"{s['median_bound']:.0%}), max |error| {s['max_abs_error']:.1%} (bound "
+                f"{s['max_bound']:.0%}): {'met' if s['met'] else 'not met'}. Error = (predicted - "
+                "measured) / measured, median times.", ""]
+    out += ["| # | point | measured ms | predicted ms | error |", "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['index']} | {r['point']} | {r['measured_s'] * 1e3:.3f} | "
+                   f"{r['predicted_s'] * 1e3:.3f} | {r['error']:+.1%} |")
+    return "\n".join(out) + "\n"
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    cols = ["index", "point", "strategy", "cp", "measured_s", "predicted_s", "error",
+            "measured_compute_only_s"]
+    lines = [",".join(cols)]
+    for r in rows:
+        lines.append(",".join("" if r[c] is None else str(r[c]) for c in cols))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cpbench", required=True)
+    ap.add_argument("--run", required=True, type=Path, help="measured run folder")
+    ap.add_argument("--profile", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--median-bound", type=float, default=TARGET_MEDIAN)
+    ap.add_argument("--max-bound", type=float, default=TARGET_MAX)
+    args = ap.parse_args(argv)
+    try:
+        manifest = json.loads((args.run / "manifest.json").read_text())
+        measured = read_jsonl(args.run / "results.jsonl")
+    except (OSError, ValueError) as e:
+        print(f"error: {args.run}: {e}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    sim_dir = args.out / "sim"
+    if sim_dir.exists():
+        shutil.rmtree(sim_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "experiment.yaml"
+        cfg.write_text(manifest["config_text"])
+        subprocess.run([args.cpbench, "run", str(cfg), "--backend", "sim", "--hardware-profile",
+                        str(args.profile), "--run-dir", str(sim_dir), "--quiet"], check=True)
+    rows = pair_records(measured, read_jsonl(sim_dir / "results.jsonl"))
+    s = summarize(rows, args.median_bound, args.max_bound)
+    s["measured_run"] = str(args.run)
+    s["profile"] = str(args.profile)
+    write_csv(rows, args.out / "validation.csv")
+    (args.out / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
+    (args.out / "table.md").write_text(
+        markdown(rows, s, f"sim vs measured: {args.run} on {args.profile}"))
+    print(f"{s['points']} points: median |err| {s['median_abs_error']:.2%}, max "
+          f"{s['max_abs_error']:.2%} -> {args.out}")
+    return 0 if s["met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+// The sim cost model (cost_model.hpp): interpolation of the profile's tables and the cost of each
+// op kind.
+#include "harness/backends/sim/cost_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace cpb::sim {
+
+double interpolate_time(const ProfileCurve& c, double x) {
+  const auto& xs = c.x;
+  const auto& ys = c.y;
+  if (xs.empty()) return 0;
+  if (x <= xs.front()) return ys.front();
+  if (xs.size() == 1) return ys.front() * x / xs.front();
+  const size_t hi = static_cast<size_t>(std::upper_bound(xs.begin(), xs.end(), x) - xs.begin());
+  // Above the last size the last segment goes on; inside, the segment around x.
+  const size_t b = std::min(hi, xs.size() - 1), a = b - 1;
+  return ys[a] + (ys[b] - ys[a]) * (x - xs[a]) / (xs[b] - xs[a]);
+}
+
+double interpolate_throughput(const ProfileCurve& c, double x) {
+  const auto& xs = c.x;
+  const auto& ys = c.y;
+  if (xs.empty()) return 0;
+  if (x <= xs.front()) return ys.front();
+  if (x >= xs.back()) return ys.back();
+  const size_t b = static_cast<size_t>(std::upper_bound(xs.begin(), xs.end(), x) - xs.begin());
+  const size_t a = b - 1;
+  const double f = std::log2(x / xs[a]) / std::log2(xs[b] / xs[a]);
+  return ys[a] + (ys[b] - ys[a]) * f;
+}
+
+double CostModel::attention_tflops(bool causal, int64_t head_dim, double gqa, int64_t heads,
+                                   int64_t sq, int64_t sk) const {
+  // The points of this mask, then of the head_dim nearest to the block's.
+  double best_d = std::numeric_limits<double>::infinity();
+  for (const auto& a : p_.attention)
+    if (a.causal == causal)
+      best_d = std::min(best_d, std::abs(std::log2(static_cast<double>(a.head_dim) /
+                                                   static_cast<double>(head_dim))));
+  if (!std::isfinite(best_d)) return p_.peak_tflops;
+  const double lq = std::log2(static_cast<double>(sq)), lk = std::log2(static_cast<double>(sk)),
+               lg = std::log2(std::max(gqa, 1.0));
+  double wsum = 0, lsum = 0;
+  for (const auto& a : p_.attention) {
+    if (a.causal != causal || std::abs(std::log2(static_cast<double>(a.head_dim) /
+                                                 static_cast<double>(head_dim))) != best_d)
+      continue;
+    const double dq = std::log2(static_cast<double>(a.sq)) - lq;
+    const double dk = std::log2(static_cast<double>(a.sk)) - lk;
+    const double dg = std::log2(a.gqa) - lg;
+    const double dh = a.heads > 0 && heads > 0
+                          ? std::log2(static_cast<double>(a.heads) / static_cast<double>(heads))
+                          : 0.0;
+    const double d2 = dq * dq + dk * dk + dg * dg + dh * dh;
+    if (d2 == 0) return a.tflops;
+    wsum += 1 / d2;
+    lsum += std::log(a.tflops) / d2;
+  }
+  return std::exp(lsum / wsum);
+}
+
+const std::string& CostModel::link_class(int rank, const std::vector<int>& peers) const {
+  if (p_.gpus_per_node <= 0) return p_.intra_node_link;
+  for (int q : peers)
+    if (q / p_.gpus_per_node != rank / p_.gpus_per_node) return p_.inter_node_link;
+  return p_.intra_node_link;
+}
+
+Expected<double> CostModel::transfer_seconds(const OpRecord& rec, int rank, int world) const {
+  const double bytes = static_cast<double>(
+      rec.kind == OpKind::p2p ? std::max(rec.bytes_sent, rec.bytes_recv) : rec.bytes_sent);
+  if (bytes <= 0) return 0.0;
+  if (p_.links.empty()) return bytes / p_.bandwidth_bytes_per_s();
+  std::vector<int> peers;
+  if (rec.kind == OpKind::all_gather) {
+    for (int q = 0; q < world; ++q) peers.push_back(q);
+  } else {
+    for (const auto& t : rec.transfers) peers.push_back(t.peer);
+  }
+  const std::string& cls = link_class(rank, peers);
+  const auto it = p_.links.find(cls);
+  CPB_REQUIRE(it != p_.links.end(),
+              "hardware profile {}: links.{}: missing: rank {}'s {} crosses a {} link; measure "
+              "one and add it under links:",
+              p_.path, cls, rank, to_string(rec.kind), cls);
+  const char* key = rec.kind == OpKind::p2p          ? "sendrecv"
+                    : rec.kind == OpKind::all_to_all ? "all_to_all"
+                                                     : "all_gather";
+  const ProfileCurve& c = rec.kind == OpKind::p2p          ? it->second.sendrecv
+                          : rec.kind == OpKind::all_to_all ? it->second.all_to_all
+                                                           : it->second.all_gather;
+  CPB_REQUIRE(!c.empty(), "hardware profile {}: links.{}.{}: missing: add the {} curve of {}",
+              p_.path, cls, key, key, cls);
+  return interpolate_time(c, bytes);
+}
+
+Expected<double> CostModel::seconds(const OpRecord& rec, int rank, int world) const {
+  double t = p_.launch_us * 1e-6;
+  switch (rec.kind) {
+    case OpKind::attention: {
+      if (rec.flops <= 0) return t;
+      const bool causal = rec.mask.kind == BlockMask::Kind::causal &&
+                          block_pairs(rec.mask, rec.sq, rec.sk) < rec.sq * rec.sk;
+      const double gqa = rec.kv_heads > 0
+                             ? static_cast<double>(rec.heads) / static_cast<double>(rec.kv_heads)
+                             : 1.0;
+      const double rate =
+          attention_tflops(causal, rec.head_dim, gqa, rec.batch * rec.heads, rec.sq, rec.sk);
+      const bool shared = rec.stream == Stream::compute && rec.comm_in_flight;
+      return t + rec.flops / (rate * 1e12) * (shared ? p_.share_factor : 1.0);
+    }
+    case OpKind::merge:
+    case OpKind::reset:
+    case OpKind::copy: {
+      const ProfileCurve& c =
+          rec.kind == OpKind::merge && !p_.merge_gbps.empty() ? p_.merge_gbps : p_.copy_gbps;
+      if (c.empty() || rec.mem_bytes <= 0) return t;
+      const double bytes = static_cast<double>(rec.mem_bytes);
+      return t + bytes / (interpolate_throughput(c, bytes) * 1e9);
+    }
+    case OpKind::p2p:
+    case OpKind::all_to_all:
+    case OpKind::all_gather: {
+      CPB_ASSIGN_OR_RETURN(double x, transfer_seconds(rec, rank, world));
+      return t + x;
+    }
+  }
+  return t;
+}
+
+}  // namespace cpb::sim

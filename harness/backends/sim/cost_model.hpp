@@ -1,0 +1,59 @@
+// The sim backend's cost model: how long one logged op (OpRecord) takes on its own, on a hardware
+// profile (harness/core/hardware_profile.hpp), once the timing engine (engine.hpp) has started
+// it. Every op pays the profile's launch_us, then:
+//   - attention: its mask-aware FLOPs (DESIGN.md's convention) at the rate interpolated from the
+//     profile's attention points, times share_factor when a transfer may run beside it
+//     (OpRecord::comm_in_flight on the compute stream). A causal block whose every pair is
+//     visible counts as full. The rate at (Sq, Sk, gqa, heads = B·H) is interpolated over the
+//     points of the block's mask and of the nearest head_dim (log2 distance): the weighted
+//     geometric mean of their TF/s with weights 1 / distance^2 in (log2 Sq, log2 Sk, log2 gqa,
+//     log2 heads; heads left out where a point does not give it), an exact match being that
+//     point's rate; so it always lies within the points' range (clamped outside).
+//     Without points (or none of the block's mask): the profile's peak_tflops.
+//   - p2p, all-to-all, all-gather: the curve of the op's collective on its link class, at the
+//     bytes the rank sends to its peers (p2p: the larger of sent and received), interpolated
+//     linearly between measured sizes; below the smallest size the smallest size's time
+//     (latency-bound), above the largest the last segment's slope (its marginal bandwidth).
+//     The link class: topology's intra_node link when every peer shares the rank's node, else
+//     its inter_node link. Without `links`: bytes / bandwidth_gbps.
+//   - merge, reset, copy: bytes read + written at the merge (merge) or copy (reset, copy)
+//     throughput, interpolated linearly in log2(bytes), clamped at both ends; a merge without a
+//     merge curve uses the copy curve; with neither, launch_us alone.
+// Pure and deterministic; errors name the profile key to add.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "harness/core/executor.hpp"
+#include "harness/core/hardware_profile.hpp"
+#include "harness/core/status.hpp"
+
+namespace cpb::sim {
+
+// Time curve: piecewise linear through the points, the first point's y below it, the last
+// segment's slope above it (y(x) = y_last * x / x_last with a single point).
+double interpolate_time(const ProfileCurve& c, double x);
+// Throughput curve: linear in log2(x) between points, clamped to the end points outside.
+double interpolate_throughput(const ProfileCurve& c, double x);
+
+class CostModel {
+ public:
+  explicit CostModel(HardwareProfile profile) : p_(std::move(profile)) {}
+  const HardwareProfile& profile() const { return p_; }
+
+  // Seconds op `rec` of rank `rank` in a world of `world` ranks takes once started.
+  Expected<double> seconds(const OpRecord& rec, int rank, int world) const;
+
+  // TF/s of an attention block (visible pairs only) before the share factor.
+  double attention_tflops(bool causal, int64_t head_dim, double gqa, int64_t heads, int64_t sq,
+                          int64_t sk) const;
+  // The link class an op of `rank` with these peers uses.
+  const std::string& link_class(int rank, const std::vector<int>& peers) const;
+
+ private:
+  Expected<double> transfer_seconds(const OpRecord& rec, int rank, int world) const;
+  HardwareProfile p_;
+};
+
+}  // namespace cpb::sim

@@ -1,0 +1,200 @@
+// The sim cost model (harness/backends/sim/cost_model.hpp) against hand-computed values: the
+// curves' interpolation inside, below and above the measured sizes, the attention table's
+// exact points, log-space blend, clamping and nearest head_dim, and the cost of each op kind on
+// tests/data/profiles/sim_round_numbers.yaml (round numbers, so the expected seconds are
+// written from the schema's formulas).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "harness/backends/sim/cost_model.hpp"
+
+namespace cpb::sim {
+namespace {
+
+const std::string kRound = std::string(CPBENCH_TEST_DATA) + "/profiles/sim_round_numbers.yaml";
+
+CostModel round_model() {
+  auto p = load_hardware_profile(kRound);
+  EXPECT_TRUE(p.ok()) << p.error().message;
+  return CostModel(p.ok() ? *p : HardwareProfile{});
+}
+
+TEST(SimInterpolation, TimeCurveIsPiecewiseLinearWithLatencyFloorAndLastSlope) {
+  ProfileCurve c{{100, 200, 400}, {10, 20, 60}};
+  EXPECT_DOUBLE_EQ(interpolate_time(c, 150), 15);
+  EXPECT_DOUBLE_EQ(interpolate_time(c, 300), 40);
+  EXPECT_DOUBLE_EQ(interpolate_time(c, 200), 20);
+  EXPECT_DOUBLE_EQ(interpolate_time(c, 10), 10);    // below: the smallest size's time
+  EXPECT_DOUBLE_EQ(interpolate_time(c, 600), 100);  // above: the last segment's slope (0.2/B)
+  ProfileCurve one{{100}, {10}};
+  EXPECT_DOUBLE_EQ(interpolate_time(one, 300), 30);  // one point: proportional above it
+  EXPECT_DOUBLE_EQ(interpolate_time(one, 50), 10);
+}
+
+TEST(SimInterpolation, ThroughputCurveIsLinearInLogBytesAndClamped) {
+  ProfileCurve c{{1024, 4096}, {100, 300}};
+  EXPECT_DOUBLE_EQ(interpolate_throughput(c, 2048), 200);  // halfway in log2
+  EXPECT_DOUBLE_EQ(interpolate_throughput(c, 10), 100);
+  EXPECT_DOUBLE_EQ(interpolate_throughput(c, 1 << 20), 300);
+}
+
+TEST(SimAttentionTable, ExactPointsBlendsAndClamps) {
+  HardwareProfile p;
+  p.peak_tflops = 777;
+  p.attention = {{false, 128, 1, 0, 1024, 1024, 400},
+                 {false, 128, 1, 0, 4096, 4096, 600},
+                 {true, 128, 1, 0, 1024, 1024, 300},
+                 {false, 64, 1, 0, 1024, 1024, 200}};
+  CostModel m(p);
+  EXPECT_DOUBLE_EQ(m.attention_tflops(false, 128, 1, 32, 1024, 1024), 400);
+  EXPECT_DOUBLE_EQ(m.attention_tflops(false, 128, 1, 32, 4096, 4096), 600);
+  // Equidistant in log space from both full points: their geometric mean.
+  EXPECT_NEAR(m.attention_tflops(false, 128, 1, 32, 2048, 2048), std::sqrt(400.0 * 600.0), 1e-9);
+  // Outside the points the rate stays within their range.
+  const double far = m.attention_tflops(false, 128, 1, 32, 1 << 20, 1 << 20);
+  EXPECT_GE(far, 400);
+  EXPECT_LE(far, 600);
+  // The causal points alone serve a causal block; the nearest head_dim's points another d.
+  EXPECT_DOUBLE_EQ(m.attention_tflops(true, 128, 1, 32, 8192, 8192), 300);
+  EXPECT_DOUBLE_EQ(m.attention_tflops(false, 80, 1, 32, 1024, 1024), 200);  // 80 nearer 64
+  // No point for the mask: the peak.
+  HardwareProfile only_full = p;
+  only_full.attention.pop_back();
+  only_full.attention.erase(only_full.attention.begin() + 2);
+  EXPECT_DOUBLE_EQ(CostModel(only_full).attention_tflops(true, 128, 1, 32, 64, 64), 777);
+  // Points that give heads are told apart by them.
+  HardwareProfile heads;
+  heads.attention = {{true, 128, 1, 8, 1024, 1024, 400}, {true, 128, 1, 32, 1024, 1024, 600}};
+  EXPECT_DOUBLE_EQ(CostModel(heads).attention_tflops(true, 128, 1, 8, 1024, 1024), 400);
+  EXPECT_DOUBLE_EQ(CostModel(heads).attention_tflops(true, 128, 1, 32, 1024, 1024), 600);
+}
+
+OpRecord attention_op(BlockMask::Kind kind, int64_t diag, bool in_flight) {
+  OpRecord r;
+  r.kind = OpKind::attention;
+  r.batch = 1;
+  r.heads = 4;
+  r.kv_heads = 2;
+  r.head_dim = 16;
+  r.sq = 64;
+  r.sk = 64;
+  r.mask = {kind, diag};
+  r.flops = 4.0 * 4 * 16 * static_cast<double>(block_pairs(r.mask, r.sq, r.sk));
+  r.comm_in_flight = in_flight;
+  return r;
+}
+
+TEST(SimCostModel, EveryOpKindOnRoundNumbers) {
+  const CostModel m = round_model();
+  const double launch = 2e-6;
+  auto secs = [&](const OpRecord& r, int rank = 0, int world = 4) {
+    auto s = m.seconds(r, rank, world);
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    return s.ok() ? *s : -1.0;
+  };
+  // Full 64 x 64 block, 4 heads, d 16: 4*4*16*4096 FLOPs at 100 TF/s.
+  const double full_flops = 4.0 * 4 * 16 * 4096;
+  EXPECT_NEAR(secs(attention_op(BlockMask::Kind::full, 0, false)), launch + full_flops / 100e12,
+              1e-18);
+  // With a transfer in flight beside it: x share_factor 1.5.
+  EXPECT_NEAR(secs(attention_op(BlockMask::Kind::full, 0, true)),
+              launch + 1.5 * full_flops / 100e12, 1e-18);
+  // Causal diag 0: 64*65/2 visible pairs at the causal 50 TF/s.
+  EXPECT_NEAR(secs(attention_op(BlockMask::Kind::causal, 0, false)),
+              launch + 4.0 * 4 * 16 * 2080 / 50e12, 1e-18);
+  // A causal mask that hides nothing is a full block.
+  EXPECT_NEAR(secs(attention_op(BlockMask::Kind::causal, 63, false)), launch + full_flops / 100e12,
+              1e-18);
+  // Nothing visible: the launch alone.
+  EXPECT_DOUBLE_EQ(secs(attention_op(BlockMask::Kind::none, 0, false)), launch);
+
+  OpRecord merge;
+  merge.kind = OpKind::merge;
+  merge.mem_bytes = 5000;
+  EXPECT_NEAR(secs(merge), launch + 5000 / 50e9, 1e-18);
+  OpRecord copy;
+  copy.kind = OpKind::copy;
+  copy.mem_bytes = 5000;
+  EXPECT_NEAR(secs(copy), launch + 5000 / 100e9, 1e-18);
+  copy.kind = OpKind::reset;
+  EXPECT_NEAR(secs(copy), launch + 5000 / 100e9, 1e-18);
+
+  // Transfers: 1 ns per byte sent (the curve through (1000 B, 1 us) and (2000 B, 2 us)).
+  OpRecord p2p;
+  p2p.kind = OpKind::p2p;
+  p2p.stream = Stream::comm;
+  p2p.bytes_sent = 3000;
+  p2p.bytes_recv = 5000;  // the larger direction counts
+  p2p.transfers = {{1, true, 3000}, {3, false, 5000}};
+  EXPECT_NEAR(secs(p2p), launch + 5000e-9, 1e-15);
+  OpRecord a2a = p2p;
+  a2a.kind = OpKind::all_to_all;
+  a2a.bytes_sent = 1500;
+  EXPECT_NEAR(secs(a2a), launch + 1500e-9, 1e-15);
+  OpRecord ag;
+  ag.kind = OpKind::all_gather;
+  ag.stream = Stream::comm;
+  ag.bytes_sent = 1200;
+  EXPECT_NEAR(secs(ag), launch + 1200e-9, 1e-15);
+  ag.bytes_sent = 0;
+  EXPECT_DOUBLE_EQ(secs(ag), launch);
+}
+
+TEST(SimCostModel, ProfilesWithoutTablesUseCAndBW) {
+  HardwareProfile p;
+  p.peak_tflops = 200;
+  p.bandwidth_gbps = 50;
+  CostModel m(p);
+  OpRecord a = attention_op(BlockMask::Kind::full, 0, false);
+  EXPECT_NEAR(*m.seconds(a, 0, 2), a.flops / 200e12, 1e-18);
+  OpRecord t;
+  t.kind = OpKind::p2p;
+  t.bytes_sent = 1'000'000;
+  t.transfers = {{1, true, 1'000'000}};
+  EXPECT_NEAR(*m.seconds(t, 0, 2), 1e6 / 50e9, 1e-15);
+  OpRecord c;
+  c.kind = OpKind::merge;
+  c.mem_bytes = 1 << 20;
+  EXPECT_DOUBLE_EQ(*m.seconds(c, 0, 2), 0);  // no copy or merge table: nothing but launch_us
+}
+
+TEST(SimCostModel, LinkClassFollowsTheTopologyAndMissingLinksAreErrors) {
+  HardwareProfile p = *load_hardware_profile(kRound);
+  p.gpus_per_node = 2;  // ranks {0,1} and {2,3}
+  CostModel m(p);
+  EXPECT_EQ(m.link_class(0, {1}), "nvlink");
+  EXPECT_EQ(m.link_class(1, {2}), "rdma");
+  OpRecord t;
+  t.kind = OpKind::p2p;
+  t.bytes_sent = 1000;
+  t.transfers = {{2, true, 1000}};
+  auto s = m.seconds(t, 1, 4);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("links.rdma: missing"), std::string::npos) << s.error().message;
+  EXPECT_NE(s.error().message.find("sim_round_numbers.yaml"), std::string::npos);
+  // An all-gather spans every rank, so it crosses nodes.
+  OpRecord ag;
+  ag.kind = OpKind::all_gather;
+  ag.bytes_sent = 1000;
+  EXPECT_FALSE(m.seconds(ag, 0, 4).ok());
+  EXPECT_TRUE(m.seconds(ag, 0, 2).ok());
+  // A link class without the op's curve.
+  p.links["rdma"].ranks = 4;
+  p.links["rdma"].sendrecv = {{1000}, {1e-6}};
+  auto a2a = CostModel(p).seconds(
+      [] {
+        OpRecord r;
+        r.kind = OpKind::all_to_all;
+        r.bytes_sent = 1000;
+        r.transfers = {{3, true, 1000}};
+        return r;
+      }(),
+      0, 4);
+  ASSERT_FALSE(a2a.ok());
+  EXPECT_NE(a2a.error().message.find("links.rdma.all_to_all: missing"), std::string::npos)
+      << a2a.error().message;
+}
+
+}  // namespace
+}  // namespace cpb::sim
