@@ -199,6 +199,14 @@ nlohmann::json machine_description(const nlohmann::json& manifest) {
   if (!machine.is_object() || !prov.is_object()) return nullptr;
   nlohmann::json m = nlohmann::json::object();
   m["backend"] = machine.value("backend", manifest.value("backend", "unknown"));
+  if (m["backend"] == "sim") {
+    // The sim's machine is the hardware profile it predicts for, whatever computer ran it: the
+    // profile file's name (--hardware-profile, else the default the manifest names).
+    std::string path = manifest.value("hardware_profile", std::string());
+    if (path.empty()) path = machine.value("default_hardware_profile", std::string());
+    m["profile"] = path.empty() ? "unknown" : std::filesystem::path(path).stem().string();
+    return m;
+  }
   nlohmann::json gpus = nlohmann::json::array();
   for (const auto& g : machine.value("gpus", nlohmann::json::array()))
     if (g.is_object()) gpus.push_back(g.value("name", "unknown"));
@@ -214,6 +222,8 @@ nlohmann::json machine_description(const nlohmann::json& manifest) {
 std::string machine_summary(const nlohmann::json& machine) {
   if (!machine.is_object()) return "an unknown machine (no manifest.json)";
   const std::string backend = machine.value("backend", "unknown");
+  if (machine.contains("profile"))
+    return fmt::format("{} on profile {}", backend, json_text(machine["profile"]));
   const nlohmann::json gpus = machine.value("gpus", nlohmann::json::array());
   if (gpus.is_array() && !gpus.empty()) {
     // "4x NVIDIA H200", or each name when they differ.
