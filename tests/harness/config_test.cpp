@@ -3,6 +3,7 @@
 // token counts, ids, filtering, and a corpus of malformed files (tests/data/configs/bad), each of
 // which names in a `# expect:` comment the text its error must contain (file:line: key: reason).
 #include "harness/config/config.hpp"
+#include "strategies/strategy.hpp"
 
 #include <gtest/gtest.h>
 
@@ -478,6 +479,25 @@ TEST(ConfigBad, ErrorsNeverThrow) {
       }
     }) << text;
   }
+}
+
+// ---- the project's own experiments ------------------------------------------------------------
+
+// Every experiment the project ships (experiments/**.yaml) parses and expands to at least one
+// point: a typo in one of them would otherwise surface only on the machine that runs it.
+TEST(ConfigShipped, EveryExperimentParses) {
+  int files = 0;
+  for (const auto& f :
+       std::filesystem::recursive_directory_iterator(std::string(CPBENCH_SOURCE_DIR) + "/experiments")) {
+    if (f.path().extension() != ".yaml") continue;
+    ++files;
+    ParseOptions registered;
+    registered.strategies = strategy_names();
+    auto e = load_experiment(f.path().string(), registered);
+    ASSERT_TRUE(e.ok()) << e.error().message;
+    EXPECT_FALSE(e->points.empty()) << f.path();
+  }
+  EXPECT_GE(files, 6);
 }
 
 // ---- the corpus of malformed files -------------------------------------------------------------
