@@ -1,7 +1,10 @@
 // The sweep driver behind `cpbench run`.
 #include "harness/runner/sweep.hpp"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -27,6 +30,49 @@
 
 namespace cpb {
 namespace {
+
+// Ctrl-C (SIGINT) or SIGTERM during a sweep: the first asks the sweep to stop after the point in
+// flight (every finished point is already in results.jsonl, a line at a time), so that `--resume`
+// continues where it stopped; a second one stops the process at once (the point in flight is
+// lost; no record is ever half written: each is one write of a whole line).
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop_signal != 0) _exit(128 + sig);
+  g_stop_signal = sig;
+  static const char msg[] =
+      "\ncpbench: stopping after the point in flight (again to stop at once); `--resume` "
+      "continues the run\n";
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+}
+
+// Installs the handlers for the points loop and puts the previous ones back at the end.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  // Whether to stop before the next point (under MPI: when any process was asked to, so that
+  // all leave the lock-step loop together).
+  static bool requested() {
+    const bool mine = g_stop_signal != 0;
+    return mpi::active() ? !mpi::all(!mine) : mine;
+  }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
 
 void say(const std::string& line) {
   if (!mpi::is_root()) return;  // under MPI rank 0 speaks for all
@@ -312,8 +358,14 @@ int run_sweep(const SweepOptions& opts) {
     to_run += invalid[j].empty() && !done.count(ex.points[j].id);
   const size_t total = ex.points.size();
   auto t_start = std::chrono::steady_clock::now();
+  StopSignals signals;
+  bool stopped = false;
   for (size_t i = 0; i < total; ++i) {
     const Point& p = ex.points[i];
+    if (StopSignals::requested()) {
+      stopped = true;
+      break;
+    }
     if (done.count(p.id)) {
       ++skipped;
       continue;
@@ -380,7 +432,9 @@ int run_sweep(const SweepOptions& opts) {
     }
   }
 
-  if (!root) return 0;  // rank 0 reports the outcome
+  // Under MPI a process may stop because another was signalled: it reports SIGINT's code.
+  const int stop_sig = g_stop_signal != 0 ? static_cast<int>(g_stop_signal) : SIGINT;
+  if (!root) return stopped ? 128 + stop_sig : 0;  // rank 0 reports the outcome
   // The run's outcome comes from the whole results file, where a point retried on resume has
   // several records and the last one counts.
   std::vector<nlohmann::json> latest;
@@ -398,13 +452,21 @@ int run_sweep(const SweepOptions& opts) {
     Status st = write_file_atomic(folder.bench_path(), safe_dump(bench_json(latest, prov), 2) + "\n");
     if (!st.ok()) say("warning: " + st.error().str());
   }
-  manifest["status"] = "complete";
+  manifest["status"] = stopped ? "interrupted" : "complete";
   manifest["finished"] = utc_iso8601();
   manifest["points_run"] = ran;
   manifest["points_skipped_on_resume"] = skipped;
   manifest["points_recorded"] = latest.size();
   manifest["points_failed"] = failed_total;
   if (!write_manifest()) return 2;
+  if (stopped) {
+    const int sig = stop_sig;
+    say(fmt::format("{}: interrupted ({}) after {} points; {} of {} recorded in {}; `cpbench run "
+                    "{} --resume --run-dir {}` runs the rest",
+                    ex.name, sig == SIGTERM ? "SIGTERM" : "SIGINT", ran, latest.size(), total,
+                    folder.dir, shell_quote(ex.path), shell_quote(folder.dir)));
+    return 128 + sig;
+  }
   say(fmt::format("{}: {} points run, {} skipped (already done), {} failed or invalid in the run "
                   "folder -> {}",
                   ex.name, ran, skipped, failed_total, folder.dir));

@@ -27,7 +27,9 @@ struct SweepOptions {
 };
 
 // Exit code: 0 every point ran and verified; 1 some point was invalid, failed or wrong (its
-// record says which); 2 the config or the options are bad (nothing written).
+// record says which); 2 the config or the options are bad (nothing written); 130 / 143 stopped
+// by SIGINT / SIGTERM after the point in flight (the manifest says "interrupted"; --resume
+// continues).
 int run_sweep(const SweepOptions& opts);
 
 // The backend a name resolves to on this machine: "auto" -> cuda when it is built and a GPU is
