@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <stdexcept>
 #include <vector>
 
 #include "harness/core/workspace.hpp"
@@ -239,7 +240,20 @@ bool Executor::is_comm(OpKind k) {
   return k == OpKind::p2p || k == OpKind::all_to_all || k == OpKind::all_gather;
 }
 
+Status Executor::wait_for_abort() {
+  return CPB_ERROR("injected hang (CPBENCH_FAULT) on rank {}, which has no peers", rank_);
+}
+
 Status Executor::issue(OpRecord rec, const std::function<Status()>& launch) {
+  if (fault_ != FaultSpec::Kind::none && fault_countdown_-- <= 0) {
+    const FaultSpec::Kind kind = fault_;
+    fault_ = FaultSpec::Kind::none;
+    if (kind == FaultSpec::Kind::throw_exception)
+      throw std::runtime_error(
+          fmt::format("injected fault (CPBENCH_FAULT): rank {} threw at its {} op", rank_,
+                      to_string(rec.kind)));
+    return wait_for_abort();
+  }
   const bool skipped = is_comm(rec.kind) ? skip_comm_ : skip_compute_;
   if (is_comm(rec.kind)) comm_issued(rec.stream);
   if (is_comm(rec.kind) && rec.stream == Stream::comm) comm_in_flight_ = true;

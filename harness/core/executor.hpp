@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "harness/core/fault.hpp"
 #include "harness/core/layout.hpp"
 #include "harness/core/status.hpp"
 #include "harness/core/workload.hpp"
@@ -290,6 +291,13 @@ class Executor {
   const std::vector<TraceSlice>& trace() const { return trace_; }
   static bool is_comm(OpKind k);
 
+  // Fault injection (harness/core/fault.hpp): the `after_ops`-th op from now on throws, or
+  // hangs until the backend aborts the point.
+  void arm_fault(FaultSpec::Kind kind, int after_ops) {
+    fault_ = kind;
+    fault_countdown_ = after_ops;
+  }
+
   // --- bookkeeping ----------------------------------------------------------------------------
   void set_step(int step) { step_ = step; }
   void set_logging(bool on) { logging_ = on; }
@@ -330,6 +338,9 @@ class Executor {
   // Called for every communication op as it is issued, also when the comm-skipping variant
   // leaves it out, so that the compute ops of that variant run as they do beside it.
   virtual void comm_issued(Stream) {}
+  // An injected hang: blocks until the point is aborted because a peer timed out, and returns
+  // that error. The default (no peers to wait for) returns at once.
+  virtual Status wait_for_abort();
 
   Status check_view(const View& v, ElemKind kind, std::string_view what) const;
   ElemKind kind_of(Buf b) const { return bufs_[b.id].kind; }
@@ -366,6 +377,8 @@ class Executor {
   std::vector<int> pending_waits_[2];
   Accounting acct_;
   std::map<std::string, HostCalls> host_calls_;
+  FaultSpec::Kind fault_ = FaultSpec::Kind::none;
+  int fault_countdown_ = 0;
   bool skip_compute_ = false, skip_comm_ = false;
   bool tracing_ = false;
   int next_mark_ = 0;

@@ -438,6 +438,12 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
       // The first iteration runs op by op: it logs the ops and sets up NCCL's connections,
       // which cannot happen inside a capture.
       if (it == 1 && rep.graph) CPB_TRY(capture());
+      // An injected fault strikes at the first op of the second iteration (of the first when
+      // there is one): mid-point, with NCCL's connections already made, so that what the peers
+      // wait for is a transfer (the rank's own first send) and not a connection.
+      if (spec.fault.kind != FaultSpec::Kind::none && spec.fault.rank == rank &&
+          it == std::min(1, total_iters - 1))
+        ex.arm_fault(spec.fault.kind, 0);
       if (it == total_iters - spec.iterations) ex.reset_host_calls();
       CPB_ASSIGN_OR_RETURN(double seconds, one(/*eager=*/first || !rep.graph));
       if (first) {

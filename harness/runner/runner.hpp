@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "harness/core/executor.hpp"
+#include "harness/core/fault.hpp"
 #include "harness/core/layout.hpp"
 #include "harness/core/status.hpp"
 #include "harness/core/strategy_options.hpp"
@@ -45,6 +46,8 @@ struct ExecSpec {
   // Time replays of the iteration captured into a CUDA graph (after the first, op-by-op,
   // iteration) instead of issuing every op each time; backends without graphs run op by op.
   bool cuda_graph = false;
+  // Injected failure of one rank (CPBENCH_FAULT; reliability tests): armed when kind != none.
+  FaultSpec fault;
   const Inputs* inputs = nullptr;  // optional: use these instead of random inputs
 };
 

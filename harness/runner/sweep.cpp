@@ -15,6 +15,7 @@
 
 #include "harness/config/config.hpp"
 #include "harness/core/backend.hpp"
+#include "harness/core/fault.hpp"
 #include "harness/core/mpi_world.hpp"
 #include "harness/io/provenance.hpp"
 #include "harness/io/results.hpp"
@@ -187,6 +188,11 @@ int run_sweep(const SweepOptions& opts) {
   }
   Experiment& ex = *loaded;
   if (opts.cuda_graph) ex.cuda_graph = true;
+  auto fault = fault_from_env();
+  if (!fault) {
+    say("error: " + fault.error().str());
+    return 2;
+  }
   std::string berr;
   const std::string requested = opts.backend.empty() ? ex.backend : opts.backend;
   BackendChoice backend = resolve_backend(requested, &berr);
@@ -380,7 +386,9 @@ int run_sweep(const SweepOptions& opts) {
       line = "INVALID " + invalid[i];
       ++failures;
     } else {
-      auto res = execute_point(spec_for(p, ex, backend.name, opts.hardware_profile));
+      ExecSpec spec = spec_for(p, ex, backend.name, opts.hardware_profile);
+      if (fault->armed_for(p.index)) spec.fault = *fault;
+      auto res = execute_point(spec);
       if (!res) {
         rec = point_record(p, backend.name, "error", res.error().str(), nullptr, brief, repro);
         line = "ERROR " + res.error().str();

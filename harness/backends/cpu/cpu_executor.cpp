@@ -45,6 +45,19 @@ Status CpuWorld::run(const std::function<Status(int rank)>& fn) {
   return {};
 }
 
+Status CpuWorld::wait_for_abort(int rank) {
+  std::unique_lock lock(mu_);
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(4 * timeout_);
+  if (!cv_.wait_until(lock, deadline, [&] { return abort_.has_value(); })) {
+    Error e = CPB_ERROR("injected hang (CPBENCH_FAULT): no rank aborted within {:.0f} s",
+                        4 * timeout_.count());
+    e.rank = rank;
+    return e;
+  }
+  return aborted_error(rank);
+}
+
 Status CpuWorld::send(int src, int dst, std::string_view tag, std::span<const float> data) {
   std::lock_guard lock(mu_);
   if (abort_) return aborted_error(src);

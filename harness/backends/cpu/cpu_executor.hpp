@@ -32,6 +32,9 @@ class CpuWorld {
   Status recv(int src, int dst, std::string_view tag, std::span<float> out);
   Status barrier(int rank);
   void abort(const Error& e);
+  // Blocks until another rank aborts the world (or 4x the timeout passes) and returns the
+  // error that rank sees: what a rank hung in a collective experiences.
+  Status wait_for_abort(int rank);
 
  private:
   struct Message {
@@ -59,6 +62,7 @@ class CpuExecutor final : public Executor {
   Status write(Buf b, int64_t offset, std::span<const float> data) override;
   Status read(Buf b, int64_t offset, std::span<float> out) override;
   Status synchronize() override { return {}; }
+  Status wait_for_abort() override { return world_.wait_for_abort(rank()); }
   Status barrier() override { return world_.barrier(rank()); }
   Status timer_start() override {
     t0_ = std::chrono::steady_clock::now();

@@ -7,7 +7,9 @@
 #include <nvtx3/nvToolsExt.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -43,13 +45,18 @@ cuda::ActType act_type(DType d) {
 class CudaExecutor final : public Executor {
  public:
   // `device`: the GPU of this rank; `host_barrier`: waits for every rank on the host (threads
-  // of one process, or MPI processes).
+  // of one process, or MPI processes); `timeout_s`: how long the host waits for the GPU work of
+  // an iteration before it gives the point up (0: forever); `wait_abort`: blocks until another
+  // rank aborts the point (the injected hang; empty: returns at once).
   CudaExecutor(int rank, int world, DType dtype, ncclComm_t comm, int device,
-               std::function<Status()> host_barrier)
+               std::function<Status()> host_barrier, double timeout_s = 0,
+               std::function<Status()> wait_abort = {})
       : Executor(rank, world, dtype),
         comm_(comm),
         device_(device),
-        host_barrier_(std::move(host_barrier)) {}
+        host_barrier_(std::move(host_barrier)),
+        timeout_s_(timeout_s),
+        wait_abort_(std::move(wait_abort)) {}
   ~CudaExecutor() override {
     for (void* p : owned_) cudaFree(p);
     if (flush_) cudaFree(flush_);
@@ -128,7 +135,10 @@ class CudaExecutor final : public Executor {
   }
 
   Status synchronize() override {
-    for (auto s : streams_) CPB_CUDA(cudaStreamSynchronize(s));
+    for (auto s : streams_) {
+      CPB_CUDA(cudaEventRecord(join_, s));
+      CPB_TRY(wait_done(join_));
+    }
     return {};
   }
   Status barrier() override {
@@ -148,7 +158,7 @@ class CudaExecutor final : public Executor {
     CPB_CUDA(cudaEventRecord(join_, stream(Stream::comm)));
     CPB_CUDA(cudaStreamWaitEvent(stream(Stream::compute), join_, 0));
     CPB_CUDA(cudaEventRecord(t1_, stream(Stream::compute)));
-    CPB_CUDA(cudaEventSynchronize(t1_));
+    CPB_TRY(wait_done(t1_));
     float ms = 0;
     CPB_CUDA(cudaEventElapsedTime(&ms, t0_, t1_));
     return static_cast<double>(ms) * 1e-3;
@@ -342,6 +352,34 @@ class CudaExecutor final : public Executor {
  private:
   cudaStream_t stream(Stream s) const { return streams_[static_cast<int>(s)]; }
   void* raw(Stream s) const { return static_cast<void*>(stream(s)); }
+  // Waits for an event on the host, at most timeout_s: a peer that never posts its side of a
+  // transfer leaves NCCL's kernel waiting forever, and this is where the rank notices, so that
+  // the backend can abort the communicators (ncclCommAbort) and the sweep go on. Polls (yield,
+  // then short sleeps) instead of blocking, which cannot be given up.
+  Status wait_done(cudaEvent_t e) {
+    const auto begin = std::chrono::steady_clock::now();
+    for (int polls = 0;; ++polls) {
+      const cudaError_t q = cudaEventQuery(e);
+      if (q == cudaSuccess) return {};
+      if (q != cudaErrorNotReady) CPB_CUDA(q);
+      const double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+      if (timeout_s_ > 0 && waited > timeout_s_)
+        return CPB_ERROR(
+            "the GPU work of this iteration did not finish within {:.0f} s (timeout_s): a rank "
+            "hung or a transfer was never matched; the point is aborted (raise timeout_s if it "
+            "is just slow)",
+            timeout_s_);
+      if (polls < 2000)
+        std::this_thread::yield();
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+  Status wait_for_abort() override {
+    if (!wait_abort_) return Executor::wait_for_abort();
+    return wait_abort_();
+  }
   Status allocate(Buf b, size_t bytes) {
     void* p = nullptr;
     CPB_CUDA(cudaMalloc(&p, bytes));
@@ -377,6 +415,8 @@ class CudaExecutor final : public Executor {
   ncclComm_t comm_;
   int device_;
   std::function<Status()> host_barrier_;
+  double timeout_s_ = 0;
+  std::function<Status()> wait_abort_;
   cudaStream_t streams_[2] = {nullptr, nullptr};
   cudaEvent_t t0_ = nullptr, t1_ = nullptr, join_ = nullptr, fork_ = nullptr;
   cudaGraphExec_t graph_ = nullptr;  // the last captured iteration
@@ -396,7 +436,7 @@ class CudaExecutor final : public Executor {
 class CudaBackend final : public Backend {
  public:
   CudaBackend(int world, DType dtype, double timeout_s)
-      : world_(world), dtype_(dtype), host_(world, timeout_s) {}
+      : world_(world), dtype_(dtype), timeout_s_(timeout_s), host_(world, timeout_s) {}
   ~CudaBackend() override {
     for (auto c : comms_) {
       if (c == nullptr) continue;
@@ -419,10 +459,16 @@ class CudaBackend final : public Backend {
 
   Status run(const std::function<Status(Executor&)>& fn) override {
     return host_.run([&](int rank) -> Status {
-      CudaExecutor ex(rank, world_, dtype_, comms_[rank], rank,
-                      [this, rank] { return host_.barrier(rank); });
+      CudaExecutor ex(
+          rank, world_, dtype_, comms_[rank], rank, [this, rank] { return host_.barrier(rank); },
+          timeout_s_, [this, rank] { return host_.wait_for_abort(rank); });
       Status st = ex.init();
-      if (st.ok()) st = fn(ex);
+      try {
+        if (st.ok()) st = fn(ex);
+      } catch (const std::exception& e) {
+        st = CPB_ERROR("unexpected exception: {}", e.what());
+      }
+      // Unblock the other ranks at once, whatever they wait for on their GPU.
       if (!st.ok()) abort_all();
       return st;
     });
@@ -441,6 +487,7 @@ class CudaBackend final : public Backend {
 
   int world_;
   DType dtype_;
+  double timeout_s_;
   CpuWorld host_;  // host-side barrier and abort shared by the rank threads
   std::vector<ncclComm_t> comms_;
   std::mutex mu_;

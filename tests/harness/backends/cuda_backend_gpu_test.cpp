@@ -4,6 +4,7 @@
 // prefill, partial prefill and decode, op by op and replayed from a CUDA graph.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 
 #include "harness/core/backend.hpp"
@@ -204,6 +205,46 @@ TEST(CudaVerify, LargePointsAreCheckedAgainstOneGpu) {
     ASSERT_TRUE(res.ok()) << res.error().detail();
     EXPECT_TRUE(res->verify.passed()) << s << " rel=" << res->verify.max_rel_err;
     EXPECT_NE(res->verify.reference.find("one GPU"), std::string::npos) << res->verify.reference;
+  }
+}
+
+// The NCCL abort path (CPBENCH_FAULT's injected faults): a rank that throws, or hangs so that
+// its peer's transfer never completes on the GPU, fails the point within the timeout (the peer
+// gives up waiting for its GPU work and the backend calls ncclCommAbort), and the next point, on
+// fresh communicators, runs and verifies.
+TEST(CudaFault, AFailedRankIsAbortedAndTheNextPointRuns) {
+  if (usable_gpus() < 2) GTEST_SKIP() << "2 GPUs needed";
+  Workload w{.batch = 1,
+             .heads = 8,
+             .kv_heads = 2,
+             .head_dim = 128,
+             .dtype = DType::bf16,
+             .mask = MaskKind::causal,
+             .new_tokens = 4096};
+  for (auto kind : {FaultSpec::Kind::hang, FaultSpec::Kind::throw_exception}) {
+    for (const char* s : {"ring_pass_kv", "ring_pass_q"}) {
+      ExecSpec spec = cuda_spec(s, 2, w, LayoutKind::zigzag);
+      spec.warmup = 1;
+      spec.iterations = 2;
+      spec.timeout_s = 5;
+      spec.fault.kind = kind;
+      spec.fault.rank = 1;
+      const auto t0 = std::chrono::steady_clock::now();
+      auto failed = execute_point(spec);
+      const double took =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ASSERT_FALSE(failed.ok()) << s;
+      EXPECT_LT(took, 30) << s << ": the abort took too long";
+      const std::string why = failed.error().str();
+      if (kind == FaultSpec::Kind::throw_exception)
+        EXPECT_NE(why.find("injected fault"), std::string::npos) << why;
+      else
+        EXPECT_NE(why.find("timeout_s"), std::string::npos) << why;
+      spec.fault = {};
+      auto next = execute_point(spec);
+      ASSERT_TRUE(next.ok()) << s << ": " << next.error().str();
+      EXPECT_TRUE(next->verify.passed()) << s;
+    }
   }
 }
 
