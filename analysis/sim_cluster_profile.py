@@ -13,7 +13,9 @@ Every number is one of three kinds, and the profile says which in its comments a
 - published (Yang et al. 2024, arXiv 2411.01783): 400 Gb/s RDMA per GPU (50 GB/s); TCP/IP at
   about 3 GB/s per rank achieved; for the H100 machine, 540 TF/s of FlashAttention-3 causal at
   8K on one H100 (Appendix A) as its attention rate.
-- assumed: the latency of each inter-node link (the paper gives none), that an all-to-all or an
+- published (achieved): `yang2024-h200-rdma-achieved` replaces the nominal 50 GB/s by a fit of
+  latency + bandwidth to the paper's measured SendRecv times (Table 5: about 29 GB/s, 55 us).
+- assumed: the latency of each nominal inter-node link (the paper gives none), that an all-to-all or an
   all-gather over the NIC costs one latency plus the bytes a rank sends at the link bandwidth,
   that a full-mask block runs at the causal rate on the H100 machine, and that a TP8 all-reduce
   costs a reduce-scatter plus an all-gather at the bus bandwidth measured on 4 GPUs.
@@ -25,6 +27,7 @@ model interpolates linearly between them and extends the last segment above).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import sys
@@ -43,6 +46,7 @@ MATMUL = {
 # Inter-node links: (GB/s per rank, its kind and source; latency in us, its kind and source).
 LINKS = {
     "rdma": {
+        "class": "rdma",
         "gbps": 50.0,
         "gbps_source": f"published: {PAPER}, GTT hosts: 400 Gb/s RDMA per GPU = 50 GB/s",
         "latency_us": 10.0,
@@ -50,6 +54,7 @@ LINKS = {
                           "over InfiniBand/RoCE; not measured by us, not given by the paper",
     },
     "tcp": {
+        "class": "tcp",
         "gbps": 3.0,
         "gbps_source": f"published: {PAPER}, GTI hosts: TCP/IP 100 Gb/s per GPU nominal, about "
                        "3 GB/s per rank achieved",
@@ -59,6 +64,38 @@ LINKS = {
     },
 }
 CURVE_BYTES = [4096 * 4**i for i in range(11)]  # 4 KiB .. 4 GiB
+RING_ITERATION = "analysis/reference/yang2024_ring_iteration.csv"
+
+
+def table5_fit(path: Path = REPO / RING_ITERATION) -> tuple[float, float]:
+    """(GB/s, latency us): least squares of latency + bytes / bandwidth through the paper's
+    measured per-iteration SendRecv times (Table 5, CP4, Llama3-405B TP8 per GPU: pass-KV sends
+    the rank's K and V, context / 4 tokens x 1 KV head x 128 x 2 x 2 bytes; pass-Q its queries,
+    miss rate x context / 4 tokens x 16 heads x 128 x 2 bytes)."""
+    xs, ys = [], []
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            tokens = int(r["context"]) / int(r["cp"])
+            if r["variant"] == "pass_kv":
+                xs.append(tokens * 1 * 128 * 2 * 2)
+            else:
+                xs.append(float(r["miss_rate"]) * tokens * 16 * 128 * 2)
+            ys.append(float(r["sendrecv_us"]))
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return 1e-3 / slope, my - slope * mx
+
+
+_GBPS_T5, _LAT_T5 = table5_fit()
+LINKS["rdma-achieved"] = {
+    "class": "rdma",
+    "gbps": round(_GBPS_T5, 3),
+    "gbps_source": f"published (achieved): {PAPER} Table 5, the per-iteration SendRecv times at "
+                   f"CP4 over 400 Gb/s RDMA ({RING_ITERATION}), fitted as latency + bytes / "
+                   f"bandwidth: {_GBPS_T5:.1f} GB/s",
+    "latency_us": round(_LAT_T5, 2),
+    "latency_source": f"published (achieved): the same fit's intercept, {_LAT_T5:.0f} us",
+}
 
 # The paper's H100 (Grand Teton: 8x H100 96 GB HBM2e, 500 W, 800 TF/s bf16 peak).
 H100_ATTENTION_TFLOPS = 540.0
@@ -121,23 +158,26 @@ def matmul_rate(gpu: str) -> tuple[float, str]:
             f"{c['matmul_reps']} reps, {path} (ceilings.matmul_tflops)")
 
 
-def render(name: str, gpu: str, inter: str, base_text: str) -> str:
+def render(name: str, gpu: str, link_key: str, base_text: str) -> str:
     b = top_level_blocks(base_text)
-    link = LINKS[inter]
+    link = LINKS[link_key]
+    inter = link["class"]
     nv = b["links"]
     ag = curve(nv, "all_gather")
     ar_x, ar_y = allreduce_curve(ag)
     mm, mm_source = matmul_rate(gpu)
     measured_intra = f"measured (ours): copied from {BASE} (4x H200, NVLink NV18)"
     if gpu == "h200":
-        machine = f"hosts of 8x NVIDIA H200 (NVLink) over {inter} (Yang et al.'s network)"
+        machine = f"hosts of 8x NVIDIA H200 (NVLink) over {inter} (Yang et al.'s network" + (
+            ", as achieved in their Table 5)" if link_key.endswith("achieved") else ")")
         peak = scalar(b, "peak_tflops")
         attention = b["attention"]
         attention_source = measured_intra
         intra_source = measured_intra
     else:
         machine = f"Yang et al.'s GT{'T' if inter == 'rdma' else 'I'} hosts: 8x H100 96 GB " \
-                  f"(NVLink) over {inter}"
+                  f"(NVLink) over {inter}" + (" (as achieved in their Table 5)"
+                                             if link_key.endswith("achieved") else "")
         peak = H100_ATTENTION_TFLOPS
         attention = ["attention:"] + [
             f"  - {{mask: {mask}, head_dim: 128, gqa: 16, heads: 16, sq: 8192, sk: 8192, "
@@ -179,7 +219,8 @@ def render(name: str, gpu: str, inter: str, base_text: str) -> str:
         "description: " + json.dumps(
             f"{machine}: TP{TP} inside a host, one CP ring per KV head across hosts (each CP "
             f"rank on its own host). Intra-node numbers {'measured on our H200' if gpu == 'h200' else 'published (H100 attention) and our H200 (the rest)'}; "
-            f"{inter} {sig(link['gbps'])} GB/s per GPU published, its latency assumed"),
+            f"{inter} {sig(link['gbps'])} GB/s per GPU ({link['gbps_source'].split(':')[0]}), "
+            f"latency {sig(link['latency_us'])} us ({link['latency_source'].split(':')[0]})"),
         "machine: " + json.dumps(machine),
         "source: " + json.dumps(
             f"intra-node: {BASE if gpu == 'h200' else PAPER + ' Appendix A (attention) and ' + BASE}; "
@@ -192,7 +233,8 @@ def render(name: str, gpu: str, inter: str, base_text: str) -> str:
         f"inter_node: {inter}}}",
         *attention,
         *nv,
-        f"  {inter}:  # published bandwidth, assumed latency",
+        f"  {inter}:  # {link['gbps_source'].split(':')[0]} bandwidth, "
+        f"{link['latency_source'].split(':')[0]} latency",
         "    ranks: 16",
         *[f"    {k}: {{bytes: {flow_list(xs)}, us: {flow_list(ys)}}}"
           for k in ("sendrecv", "all_to_all", "all_gather")],
@@ -215,6 +257,8 @@ PROFILES = {
     "yang2024-h200-rdma": ("h200", "rdma"),
     "yang2024-h200-tcp": ("h200", "tcp"),
     "yang2024-h100-rdma": ("h100", "rdma"),
+    "yang2024-h200-rdma-achieved": ("h200", "rdma-achieved"),
+    "yang2024-h100-rdma-achieved": ("h100", "rdma-achieved"),
 }
 
 

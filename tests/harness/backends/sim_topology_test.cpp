@@ -169,7 +169,8 @@ TEST(SimTopology, RingAcrossNodesRunsAtTheInterNodePace) {
 TEST(SimTopology, CommittedClusterProfilesPlaceTheRingOnePerNode) {
   const std::string dir = std::string(CPBENCH_SOURCE_DIR) + "/results/profiles/";
   for (const char* name :
-       {"yang2024-h200-rdma.yaml", "yang2024-h200-tcp.yaml", "yang2024-h100-rdma.yaml"}) {
+       {"yang2024-h200-rdma.yaml", "yang2024-h200-tcp.yaml", "yang2024-h100-rdma.yaml",
+        "yang2024-h200-rdma-achieved.yaml", "yang2024-h100-rdma-achieved.yaml"}) {
     auto p = load_hardware_profile(dir + name);
     ASSERT_TRUE(p.ok()) << p.error().message;
     EXPECT_EQ(p->gpus_per_node, 8) << name;
