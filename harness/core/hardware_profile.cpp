@@ -261,21 +261,30 @@ Status read_links(const YAML::Node& n, HardwareProfile& p, Where& where) {
 }
 
 Status read_topology(const YAML::Node& n, HardwareProfile& p, Where& where) {
-  return read_map(n, "topology", {"gpus_per_node", "intra_node", "inter_node"}, where,
-                  [&](const std::string& k, const YAML::Node& v) -> Status {
-                    if (k == "gpus_per_node") {
-                      CPB_ASSIGN_OR_RETURN(int64_t g, read_count(v, "GPUs"));
-                      p.gpus_per_node = static_cast<int>(g);
-                      return {};
-                    }
-                    CPB_ASSIGN_OR_RETURN(std::string cls, read_text(v));
-                    const auto& all = link_classes();
-                    CPB_REQUIRE(std::find(all.begin(), all.end(), cls) != all.end(),
-                                "'{}' is not a link class{}: use one of {}", shown(cls),
-                                suggest(cls, all), fmt::join(all, ", "));
-                    (k == "intra_node" ? p.intra_node_link : p.inter_node_link) = cls;
-                    return {};
-                  });
+  CPB_TRY(read_map(n, "topology", {"gpus_per_node", "tensor_parallel", "intra_node", "inter_node"},
+                   where, [&](const std::string& k, const YAML::Node& v) -> Status {
+                     if (k == "gpus_per_node" || k == "tensor_parallel") {
+                       CPB_ASSIGN_OR_RETURN(int64_t g, read_count(v, "GPUs"));
+                       (k == "gpus_per_node" ? p.gpus_per_node : p.tensor_parallel) =
+                           static_cast<int>(g);
+                       return {};
+                     }
+                     CPB_ASSIGN_OR_RETURN(std::string cls, read_text(v));
+                     const auto& all = link_classes();
+                     CPB_REQUIRE(std::find(all.begin(), all.end(), cls) != all.end(),
+                                 "'{}' is not a link class{}: use one of {}", shown(cls),
+                                 suggest(cls, all), fmt::join(all, ", "));
+                     (k == "intra_node" ? p.intra_node_link : p.inter_node_link) = cls;
+                     return {};
+                   }));
+  where.key = "topology.tensor_parallel";
+  CPB_REQUIRE(p.tensor_parallel == 1 || p.gpus_per_node > 0,
+              "needs gpus_per_node: add the GPUs of one node beside it");
+  CPB_REQUIRE(p.gpus_per_node == 0 || p.gpus_per_node % p.tensor_parallel == 0,
+              "{} does not divide gpus_per_node {}: a node holds gpus_per_node / tensor_parallel "
+              "ranks of each CP group",
+              p.tensor_parallel, p.gpus_per_node);
+  return {};
 }
 
 // One top-level key of the schema. `read` returns an error message without file, line and key

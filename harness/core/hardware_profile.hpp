@@ -32,10 +32,15 @@
 //                   nccl-tests' busbw counts them), bytes strictly increasing; R = the ranks it
 //                   was measured on. Each collective is optional; a missing one is an error only
 //                   when an op needs it.
-//   topology:       optional map {gpus_per_node: G, intra_node: CLASS, inter_node: CLASS}: ranks
-//                   r and p share a node when r / G == p / G; an op whose peers all share its
-//                   node uses intra_node (default nvlink), else inter_node (default rdma).
-//                   Without it every rank is on one node.
+//   topology:       optional map {gpus_per_node: G, tensor_parallel: TP (default 1),
+//                   intra_node: CLASS, inter_node: CLASS}. The sim's ranks are one CP group;
+//                   with tensor parallelism inside a node each of a node's TP ranks belongs to
+//                   its own CP group (one ring per KV head, Yang et al. 2024), each on its own
+//                   GPU and link, so a node holds G / TP ranks of the group (TP divides G): CP
+//                   ranks r and p share a node when r / (G / TP) == p / (G / TP). With TP = G
+//                   every rank is on its own node and every hop of a ring crosses nodes. An op
+//                   whose peers all share its node uses intra_node (default nvlink), else
+//                   inter_node (default rdma). Without it every rank is on one node.
 //   copy, merge:    optional {bytes: [...], gbps: [...]}: throughput (GB/s of bytes read +
 //                   written) of copies and of LSE merges against the bytes they touch
 // Any other key is an error, so that a typo ("bandwith_gbps") never silently falls back to a
@@ -87,6 +92,7 @@ struct HardwareProfile {
   std::vector<AttentionPoint> attention;
   std::map<std::string, LinkProfile> links;  // by link class
   int gpus_per_node = 0;                     // 0: every rank on one node
+  int tensor_parallel = 1;                   // TP ranks per node, each in its own CP group
   std::string intra_node_link = "nvlink";
   std::string inter_node_link = "rdma";
   ProfileCurve copy_gbps, merge_gbps;  // x: bytes read + written, y: GB/s
@@ -94,6 +100,10 @@ struct HardwareProfile {
   // The same numbers in SI units, the form the formulas take.
   double peak_flops() const { return peak_tflops * 1e12; }
   double bandwidth_bytes_per_s() const { return bandwidth_gbps * 1e9; }
+  // The node CP rank `rank` runs on (topology above); 0 for every rank without a topology.
+  int node_of(int rank) const {
+    return gpus_per_node > 0 ? rank / (gpus_per_node / tensor_parallel) : 0;
+  }
 };
 
 // Reads a profile file. Errors read "file:line: key: what to change"; a missing or unreadable

@@ -63,9 +63,8 @@ double CostModel::attention_tflops(bool causal, int64_t head_dim, double gqa, in
 }
 
 const std::string& CostModel::link_class(int rank, const std::vector<int>& peers) const {
-  if (p_.gpus_per_node <= 0) return p_.intra_node_link;
   for (int q : peers)
-    if (q / p_.gpus_per_node != rank / p_.gpus_per_node) return p_.inter_node_link;
+    if (p_.node_of(q) != p_.node_of(rank)) return p_.inter_node_link;
   return p_.intra_node_link;
 }
 

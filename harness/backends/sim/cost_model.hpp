@@ -14,8 +14,10 @@
 //     bytes the rank sends to its peers (p2p: the larger of sent and received), interpolated
 //     linearly between measured sizes; below the smallest size the smallest size's time
 //     (latency-bound), above the largest the last segment's slope (its marginal bandwidth).
-//     The link class: topology's intra_node link when every peer shares the rank's node, else
-//     its inter_node link. Without `links`: bytes / bandwidth_gbps.
+//     The link class: topology's intra_node link when every peer shares the rank's node
+//     (HardwareProfile::node_of: gpus_per_node / tensor_parallel CP ranks per node), else its
+//     inter_node link; an op with peers on both pays the inter-node curve for all its bytes.
+//     Without `links`: bytes / bandwidth_gbps.
 //   - merge, reset, copy: bytes read + written at the merge (merge) or copy (reset, copy)
 //     throughput, interpolated linearly in log2(bytes), clamped at both ends; a merge without a
 //     merge curve uses the copy curve; with neither, launch_us alone.
