@@ -50,6 +50,17 @@ int usable_gpus() {
 #endif
 }
 
+std::vector<int64_t> gpu_free_bytes() {
+  std::vector<int64_t> out;
+#if defined(CPBENCH_HAVE_CUDA) && defined(CPBENCH_HAVE_NCCL)
+  for (const auto& d : cuda::visible_devices()) {
+    if (static_cast<int>(out.size()) >= usable_gpus()) break;
+    out.push_back(d.free_memory);
+  }
+#endif
+  return out;
+}
+
 Status gpu_reference_attention(const Workload& w, const std::vector<float>& q,
                                const std::vector<float>& k, const std::vector<float>& v,
                                std::vector<float>& o, std::vector<float>& lse) {

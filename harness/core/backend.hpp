@@ -39,6 +39,8 @@ Status check_backend(std::string_view name, int world);
 // GPUs the cuda backend can use (0 when it is not built): the visible ones, or fewer when
 // limited (`cpbench run --gpus N`, N >= 1).
 int usable_gpus();
+// Free memory of each usable GPU now, in bytes (empty without the cuda backend).
+std::vector<int64_t> gpu_free_bytes();
 void limit_gpus(int n);
 // The naive fp32 reference of the unsharded problem on GPU 0 (kernels/cuda reference_attention),
 // for checks where the fp64 host reference is too slow. Errors when there is no cuda backend.

@@ -11,6 +11,7 @@
 #include "harness/core/backend.hpp"
 #include "harness/core/mpi_world.hpp"
 #include "harness/io/npy.hpp"
+#include "harness/runner/memory_probe.hpp"
 #include "kernels/cpu/attention.hpp"
 #include "strategies/common.hpp"
 #include "strategies/strategy.hpp"
@@ -322,6 +323,22 @@ const SingleGpuReference* single_gpu_reference(const ExecSpec& spec) {
 }
 }  // namespace
 
+Expected<RankTensors> allocate_rank_io(Executor& ex, const Workload& w, const Placement& pl,
+                                       int rank) {
+  const int64_t qc = pl.q_count(rank), cap = pl.max_kv_count();
+  const auto nqb = static_cast<int64_t>(pl.q_batches(rank).size());
+  RankTensors io;
+  io.kv_capacity = cap;
+  CPB_ASSIGN_OR_RETURN(Buf qb, ex.alloc("q", ElemKind::act, nqb * qc * w.heads * w.head_dim));
+  CPB_ASSIGN_OR_RETURN(io.kv, ex.alloc("kv", ElemKind::act, packed_kv_elems(w, cap)));
+  CPB_ASSIGN_OR_RETURN(Buf ob, ex.alloc("o", ElemKind::f32, nqb * qc * w.heads * w.head_dim));
+  CPB_ASSIGN_OR_RETURN(Buf lb, ex.alloc("lse", ElemKind::f32, nqb * qc * w.heads));
+  io.q = dense_view(qb, 0, nqb, qc, w.heads, w.head_dim);
+  io.o = dense_view(ob, 0, nqb, qc, w.heads, w.head_dim);
+  io.lse = dense_view(lb, 0, nqb, qc, w.heads, 1);
+  return io;
+}
+
 Status check_point(const ExecSpec& spec) {
   const StrategyInfo* info = find_strategy(spec.strategy);
   CPB_REQUIRE(info != nullptr, "unknown strategy '{}': `cpbench list` shows the registered ones",
@@ -334,6 +351,15 @@ Status check_point(const ExecSpec& spec) {
                 "head_dim {} is above the 256 the cuda kernels support: use head_dim <= 256 (the "
                 "cpu backend takes any)",
                 spec.workload.head_dim);
+  if (spec.backend == "cuda") {
+    // Before anything is allocated: each rank's buffers against its GPU's free memory.
+    const std::vector<int64_t> free = gpu_free_bytes();
+    if (mpi::active() && !free.empty())
+      CPB_TRY(check_gpu_memory(spec, free, mpi::rank(),
+                               mpi::local_rank() % static_cast<int>(free.size())));
+    else
+      CPB_TRY(check_gpu_memory(spec, free));
+  }
   const int64_t need = cpu_host_bytes_estimate(spec, pl), avail = host_available_bytes();
   CPB_REQUIRE(avail < 0 || need <= avail * 8 / 10,
               "this point needs about {:.1f} GiB of host memory, {:.1f} GiB "
@@ -382,17 +408,8 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
   Status run_status = backend->run([&](Executor& ex) -> Status {
     const int rank = ex.rank();
     clocks[rank] = std::string(ex.clock());
-    const int64_t qc = pl.q_count(rank);
-    const auto nqb = static_cast<int64_t>(pl.q_batches(rank).size());
-    RankTensors io;
-    io.kv_capacity = cap;
-    CPB_ASSIGN_OR_RETURN(Buf qb, ex.alloc("q", ElemKind::act, nqb * qc * w.heads * w.head_dim));
-    CPB_ASSIGN_OR_RETURN(io.kv, ex.alloc("kv", ElemKind::act, packed_kv_elems(w, cap)));
-    CPB_ASSIGN_OR_RETURN(Buf ob, ex.alloc("o", ElemKind::f32, nqb * qc * w.heads * w.head_dim));
-    CPB_ASSIGN_OR_RETURN(Buf lb, ex.alloc("lse", ElemKind::f32, nqb * qc * w.heads));
-    io.q = dense_view(qb, 0, nqb, qc, w.heads, w.head_dim);
-    io.o = dense_view(ob, 0, nqb, qc, w.heads, w.head_dim);
-    io.lse = dense_view(lb, 0, nqb, qc, w.heads, 1);
+    CPB_ASSIGN_OR_RETURN(RankTensors io, allocate_rank_io(ex, w, pl, rank));
+    const Buf qb = io.q.buf, ob = io.o.buf, lb = io.lse.buf;
     if (explicit_inputs) {
       Shard sh = scatter(w, pl, rank, cap, *spec.inputs);
       CPB_TRY(ex.write(qb, 0, sh.q));

@@ -16,6 +16,7 @@
 #include "harness/core/status.hpp"
 #include "harness/core/strategy_options.hpp"
 #include "harness/core/workload.hpp"
+#include "strategies/strategy.hpp"
 
 namespace cpb {
 
@@ -100,6 +101,10 @@ inline constexpr double kCpuReferenceMaxFlops = 2e10;
 // Checks that the point can run (placement divisibility, strategy limits, memory) without
 // running it.
 Status check_point(const ExecSpec& spec);
+// A rank's inputs and outputs (Q, the packed K/V block, O and LSE), allocated on `ex`; the
+// runner and the memory preflight (memory_probe.hpp) allocate them alike.
+Expected<RankTensors> allocate_rank_io(Executor& ex, const Workload& w, const Placement& pl,
+                                       int rank);
 
 // Host bytes a cpu-backend run of the point needs at most: the global inputs and outputs, the
 // fp64 reference when verifying, and every rank's buffers (all ranks live in one process), with

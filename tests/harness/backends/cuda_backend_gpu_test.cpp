@@ -248,6 +248,29 @@ TEST(CudaFault, AFailedRankIsAbortedAndTheNextPointRuns) {
   }
 }
 
+// The memory preflight on real GPUs: a point whose buffers exceed a GPU's free memory is
+// refused by check_point, with the estimate and the free memory, before anything is allocated.
+TEST(CudaMemory, APointThatCannotFitIsRefusedBeforeAllocating) {
+  if (usable_gpus() < 1) GTEST_SKIP() << "no GPU";
+  Workload w{.batch = 1,
+             .heads = 32,
+             .kv_heads = 32,
+             .head_dim = 128,
+             .dtype = DType::bf16,
+             .mask = MaskKind::causal,
+             .new_tokens = int64_t{1} << 22};  // 4M tokens: Q alone is 32 GiB, K/V 64 GiB
+  ExecSpec spec = cuda_spec("allgather", 1, w, LayoutKind::contiguous);
+  spec.verify = false;
+  const auto t0 = std::chrono::steady_clock::now();
+  Status st = check_point(spec);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("GiB free"), std::string::npos) << st.error().message;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10);
+  auto res = execute_point(spec);
+  ASSERT_FALSE(res.ok());
+  EXPECT_NE(res.error().message.find("GiB free"), std::string::npos) << res.error().message;
+}
+
 class CudaStrategies : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(CudaStrategies, EveryPhaseMatchesReference) {
