@@ -595,9 +595,11 @@ Expected<Plan> check(const Options& o) {
   CPB_REQUIRE(o.gpus >= 0, "--gpus must be >= 1 (got {})", o.gpus);
   p.backend = o.backend;
   if (o.backend == "cuda") {
-    CPB_TRY(check_backend("cuda", 1));  // says when the build has no cuda backend
     const int visible = usable_gpus();
-    CPB_REQUIRE(visible > 0, "--backend cuda: no GPU visible: use --backend cpu");
+    if (visible == 0) {
+      CPB_TRY(check_backend("cuda", 0));  // says when the build has no cuda backend
+      return CPB_ERROR("--backend cuda: no GPU visible: use --backend cpu");
+    }
     CPB_REQUIRE(o.gpus <= visible, "--gpus {}: only {} GPU(s) visible: use --gpus {} or fewer",
                 o.gpus, visible, visible);
     p.world = o.gpus > 0 ? o.gpus : visible;
@@ -785,8 +787,8 @@ Expected<Summary> run(const Options& o) {
     share = share_beside / share_alone;
     if (share < 1) {
       notes.push_back(
-          fmt::format("share_factor measured {:.4f} < 1 (noise: attention was no slower beside the "
-                      "transfer); written as 1",
+          fmt::format("share_factor measured {:.4f} < 1 (attention ran no slower beside the "
+                      "transfer); written as 1, the schema's minimum",
                       share));
       share = 1;
     } else if (share > 10) {
