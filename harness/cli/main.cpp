@@ -1,6 +1,7 @@
 // The cpbench command line: run (a YAML sweep), list (what is registered), attend (one strategy
 // on tensors from .npy files), compare (the regression gate between two result sets), report
-// (the HTML page of a run, written by analysis/report.py). Exit codes: 0 success; 1 the work
+// (the HTML page of a run, written by analysis/report.py), calibrate (measure this machine into a
+// hardware profile). Exit codes: 0 success; 1 the work
 // ran but some point failed, was invalid or gave a wrong answer (compare: a regression);
 // 2 bad input (usage, config, files), nothing written.
 #include <CLI/CLI.hpp>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "harness/calibrate/calibrate.hpp"
 #include "harness/config/config.hpp"
 #include "harness/core/mpi_world.hpp"
 #include "harness/io/npy.hpp"
@@ -252,6 +254,22 @@ int cmd_report(const std::string& run_dir, const std::vector<std::string>& extra
   return fail(fmt::format("{} -m analysis.report was killed by signal {}", python, WTERMSIG(st)));
 }
 
+// `cpbench calibrate`: bad options exit 2 before anything is measured or written; a measurement
+// that fails exits 1 (nothing written either).
+int cmd_calibrate(const calibrate::Options& o) {
+  if (auto plan = calibrate::check(o); !plan) return fail(plan.error().str());
+  auto res = calibrate::run(o);
+  if (!res) {
+    std::fprintf(stderr, "error: %s\n", res.error().str().c_str());
+    return 1;
+  }
+  std::printf("wrote %s and %s in %.0f s: peak_tflops %.1f, bandwidth_gbps %.1f, launch_us %.2f, "
+              "share_factor %.3f, %zu attention points\n",
+              res->yaml_path.c_str(), res->json_path.c_str(), res->seconds, res->peak_tflops,
+              res->bandwidth_gbps, res->launch_us, res->share_factor, res->attention_points);
+  return 0;
+}
+
 }  // namespace
 }  // namespace cpb
 
@@ -281,7 +299,8 @@ namespace {
 int run_main(int argc, char** argv) {
   using namespace cpb;
   CLI::App app{
-      "cpbench: context-parallel attention benchmarks (run, list, attend, compare, report)",
+      "cpbench: context-parallel attention benchmarks (run, list, attend, compare, report, "
+      "calibrate)",
       "cpbench"};
   app.require_subcommand(1);
   app.set_version_flag("--version", CPBENCH_VERSION);
@@ -357,6 +376,18 @@ int run_main(int argc, char** argv) {
   report->add_option("run_dir", report_dir, "Run folder")->required();
   report->allow_extras();
 
+  calibrate::Options cal;
+  cal.backend = "cuda";
+  auto* calib = app.add_subcommand(
+      "calibrate", "Measure this machine into a hardware profile (the sim backend's tables)");
+  calib->add_option("--out", cal.out, "Profile to write, FILE.yaml (raw samples: FILE.json)");
+  calib->add_option("--name", cal.name, "Profile name (default: from the machine, e.g. h200x2)");
+  calib->add_option("--gpus", cal.gpus, "Ranks to measure on (default: every visible GPU; cpu: 2)");
+  calib->add_option("--backend", cal.backend, "cuda (GPUs) or cpu (the reference, for tests)")
+      ->capture_default_str();
+  calib->add_flag("--quick", cal.quick, "A tiny grid (seconds), for tests and smoke runs");
+  calib->add_option("--machine", cal.machine, "The machine in words (default: from the backend)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -371,6 +402,10 @@ int run_main(int argc, char** argv) {
   if (*attend) return cmd_attend(ao);
   if (*compare) return cmd_compare(co);
   if (*report) return cmd_report(report_dir, report->remaining());
+  if (*calib) {
+    cal.argv.assign(argv, argv + argc);
+    return cmd_calibrate(cal);
+  }
   return 2;
 }
 }  // namespace

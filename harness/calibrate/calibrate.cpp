@@ -1,0 +1,940 @@
+// `cpbench calibrate` (calibrate.hpp): the grid, the per-rank measurement through the Executor
+// interface, the reduction over ranks and samples, and the two files it writes.
+#include "harness/calibrate/calibrate.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <tuple>
+
+#include "harness/core/backend.hpp"
+#include "harness/core/executor.hpp"
+#include "harness/core/hardware_profile.hpp"
+#include "harness/core/mpi_world.hpp"
+#include "harness/io/provenance.hpp"
+#include "harness/io/results.hpp"
+#include "harness/runner/stats.hpp"
+
+namespace cpb::calibrate {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kKiB = 1024, kMiB = kKiB * kKiB, kGiB = kMiB * kKiB;
+// A table value is a measured time less launch_us; below this share of the measured time (an op
+// about as short as a launch) it is floored here and flagged, so that no rate becomes infinite.
+constexpr double kMinTableShare = 0.1;
+
+std::vector<int64_t> powers(int64_t from, int64_t to, int64_t step) {
+  std::vector<int64_t> v;
+  for (int64_t x = from; x <= to; x *= step) v.push_back(x);
+  return v;
+}
+
+// Causal squares; full squares and the 1:2 / 2:1 blocks of the zigzag ring; for every head_dim,
+// GQA ratio and B·H that divides.
+std::vector<AttentionShape> attention_grid(const std::vector<int64_t>& sizes,
+                                           const std::vector<int64_t>& dims,
+                                           const std::vector<int64_t>& gqas,
+                                           const std::vector<int64_t>& heads) {
+  std::vector<AttentionShape> out;
+  const int64_t largest = sizes.back();
+  for (int64_t d : dims)
+    for (int64_t g : gqas)
+      for (int64_t h : heads) {
+        if (h % g != 0) continue;
+        for (int64_t s : sizes) out.push_back({true, d, g, h, s, s});
+        for (int64_t s : sizes) out.push_back({false, d, g, h, s, s});
+        for (int64_t s : sizes)
+          if (2 * s <= largest) {
+            out.push_back({false, d, g, h, s, 2 * s});
+            out.push_back({false, d, g, h, 2 * s, s});
+          }
+      }
+  return out;
+}
+
+std::string mask_name(bool causal) {
+  return causal ? "causal" : "full";
+}
+
+std::string size_text(double bytes) {
+  if (bytes >= kGiB) return fmt::format("{:.3g} GiB", bytes / kGiB);
+  if (bytes >= kMiB) return fmt::format("{:.3g} MiB", bytes / kMiB);
+  if (bytes >= kKiB) return fmt::format("{:.3g} KiB", bytes / kKiB);
+  return fmt::format("{:.3g} B", bytes);
+}
+
+std::string tokens_text(int64_t t) {
+  return t >= 1024 && t % 1024 == 0 ? fmt::format("{}K", t / 1024) : std::to_string(t);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What one rank measures: series of per-op times, each with the record of its op.
+
+enum class Kind { launch, copy, merge, attention, sendrecv, all_to_all, all_gather, share };
+
+const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::launch:
+      return "launch";
+    case Kind::copy:
+      return "copy";
+    case Kind::merge:
+      return "merge";
+    case Kind::attention:
+      return "attention";
+    case Kind::sendrecv:
+      return "sendrecv";
+    case Kind::all_to_all:
+      return "all_to_all";
+    case Kind::all_gather:
+      return "all_gather";
+    case Kind::share:
+      return "share";
+  }
+  return "?";
+}
+
+struct Series {
+  Kind kind = Kind::launch;
+  int index = 0;  // into the grid's list of its kind
+  int batch = 1;  // ops per timed sample
+  OpRecord rec;   // the op as the cost model sees it
+  // Seconds per op of each timed sample; the share factor's series hold three lists: attention
+  // alone, attention beside the transfer, the transfer beside attention.
+  std::vector<std::vector<double>> samples;
+};
+
+// The buffers of one rank, sized for the largest op of the grid (executors cannot free, so every
+// phase gets its own and they live for the whole run). Compute ops rotate through `rotate` bytes
+// at least, so that back-to-back launches never find their inputs in L2.
+struct Buffers {
+  Buf q, k, v, o, lse;  // attention
+  int64_t q_cap = 0, kv_cap = 0, o_cap = 0, lse_cap = 0;
+  Buf a, b;  // activations: copies and transfers
+  int64_t ab_cap = 0;
+  Buf mo, ml, po, pl;  // merge: accumulator and partial (O, LSE)
+  int64_t mo_cap = 0, ml_cap = 0;
+};
+
+int64_t round_up(int64_t x, int64_t m) {
+  return (x + m - 1) / m * m;
+}
+
+class RankRun {
+ public:
+  RankRun(Executor& ex, const Grid& g, std::function<void(const std::string&)> say)
+      : ex_(ex), g_(g), say_(std::move(say)), t0_(Clock::now()) {}
+
+  Status run(std::vector<Series>& out) {
+    CPB_TRY(allocate());
+    CPB_TRY(measure_launch(out));
+    CPB_TRY(measure_memory(out, Kind::copy));
+    CPB_TRY(measure_memory(out, Kind::merge));
+    CPB_TRY(measure_attention(out));
+    if (ex_.world() > 1) {
+      for (Kind k : {Kind::sendrecv, Kind::all_to_all, Kind::all_gather})
+        CPB_TRY(measure_link(out, k));
+      CPB_TRY(measure_share(out));
+    }
+    return {};
+  }
+
+ private:
+  double elapsed() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
+  void say(const std::string& s) { say_(fmt::format("[{:6.1f} s] {}", elapsed(), s)); }
+
+  int64_t merge_tokens(int64_t bytes) const {
+    return std::max<int64_t>(1, bytes / (12 * g_.merge_heads * (g_.merge_head_dim + 1)));
+  }
+  // Elements a rank sends to each peer for `bytes` sent in all (activations of 2 bytes).
+  int64_t chunk(Kind k, int64_t bytes) const {
+    const int64_t n = ex_.world();
+    return k == Kind::sendrecv ? bytes / 2 : bytes / (n - 1) / 2;
+  }
+  int64_t kv_bytes(const AttentionShape& s) const {
+    return 2 * s.sk * (s.heads / s.gqa) * s.head_dim * 2;
+  }
+
+  Status allocate() {
+    const int64_t act_rot = g_.rotate_bytes / 2, f32_rot = g_.rotate_bytes / 4;
+    std::vector<AttentionShape> shapes = g_.attention;
+    shapes.push_back(g_.share);
+    for (const auto& s : shapes) {
+      b_.q_cap = std::max(b_.q_cap, s.sq * s.heads * s.head_dim);
+      b_.kv_cap = std::max(b_.kv_cap, s.sk * (s.heads / s.gqa) * s.head_dim);
+      b_.lse_cap = std::max(b_.lse_cap, s.sq * s.heads);
+    }
+    b_.o_cap = std::max(b_.q_cap, f32_rot);
+    b_.q_cap = round_up(std::max(b_.q_cap, act_rot), 1024);
+    b_.kv_cap = round_up(std::max(b_.kv_cap, act_rot), 1024);
+    b_.lse_cap = std::max(b_.lse_cap, f32_rot / 64);
+    const int64_t n = ex_.world();
+    int64_t ab = std::max<int64_t>(g_.launch_elems, act_rot);
+    for (int64_t x : g_.mem_bytes) ab = std::max(ab, x / 4);
+    if (n > 1) {
+      for (int64_t x : g_.link_bytes) ab = std::max(ab, n * chunk(Kind::all_gather, x));
+      ab = std::max(ab, kv_bytes(g_.share) / 2);
+    }
+    b_.ab_cap = ab;
+    int64_t mt = 1;
+    for (int64_t x : g_.mem_bytes) mt = std::max(mt, merge_tokens(x));
+    const int64_t row = g_.merge_heads * g_.merge_head_dim;
+    b_.mo_cap = std::max(mt * row, f32_rot);
+    b_.ml_cap = b_.mo_cap / g_.merge_head_dim;
+    CPB_ASSIGN_OR_RETURN(b_.q, ex_.alloc("q", ElemKind::act, b_.q_cap));
+    CPB_ASSIGN_OR_RETURN(b_.k, ex_.alloc("k", ElemKind::act, b_.kv_cap));
+    CPB_ASSIGN_OR_RETURN(b_.v, ex_.alloc("v", ElemKind::act, b_.kv_cap));
+    CPB_ASSIGN_OR_RETURN(b_.o, ex_.alloc("o", ElemKind::f32, b_.o_cap));
+    CPB_ASSIGN_OR_RETURN(b_.lse, ex_.alloc("lse", ElemKind::f32, b_.lse_cap));
+    CPB_ASSIGN_OR_RETURN(b_.a, ex_.alloc("a", ElemKind::act, b_.ab_cap));
+    CPB_ASSIGN_OR_RETURN(b_.b, ex_.alloc("b", ElemKind::act, b_.ab_cap));
+    CPB_ASSIGN_OR_RETURN(b_.mo, ex_.alloc("merge_o", ElemKind::f32, b_.mo_cap));
+    CPB_ASSIGN_OR_RETURN(b_.ml, ex_.alloc("merge_lse", ElemKind::f32, b_.ml_cap));
+    CPB_ASSIGN_OR_RETURN(b_.po, ex_.alloc("part_o", ElemKind::f32, b_.mo_cap));
+    CPB_ASSIGN_OR_RETURN(b_.pl, ex_.alloc("part_lse", ElemKind::f32, b_.ml_cap));
+    // Random inputs (mean 0, variance 1), so that the softmax does real work.
+    uint64_t seed = 1000 + static_cast<uint64_t>(ex_.rank());
+    for (auto [buf, cap, t] :
+         {std::tuple{b_.q, b_.q_cap, InputTensor::q}, std::tuple{b_.k, b_.kv_cap, InputTensor::k},
+          std::tuple{b_.v, b_.kv_cap, InputTensor::v}})
+      CPB_TRY(ex_.fill_random(dense_view(buf, 0, 1, cap / 1024, 1, 1024),
+                              RandomFill{seed, t, 0, 0, 1024}));
+    return {};
+  }
+
+  // One timed sample: `k` ops back to back between the timer marks.
+  Expected<double> sample(int k, const std::function<Status(int)>& op) {
+    CPB_TRY(ex_.barrier());
+    ex_.begin_iteration();
+    CPB_TRY(ex_.timer_start());
+    for (int i = 0; i < k; ++i) CPB_TRY(op(i));
+    return ex_.timer_stop();
+  }
+
+  // The op once with logging on (its record; also the first, untimed run), a single-op pilot,
+  // then batches of `batch` ops, or with batch 0 as many as last about g_.sample_s (compute
+  // ops; collectives take 1: every rank must issue the same ops).
+  Expected<Series> time_op(Kind kind, int index, int batch, int repeats,
+                           const std::function<Status(int)>& op) {
+    Series s;
+    s.kind = kind;
+    s.index = index;
+    ex_.reset_accounting();
+    ex_.set_logging(true);
+    auto first = sample(1, op);
+    ex_.set_logging(false);
+    if (!first.ok()) return std::move(first).error();
+    CPB_REQUIRE(!ex_.accounting().log.empty(), "internal: calibrate logged no op");
+    s.rec = ex_.accounting().log.back();
+    ex_.reset_accounting();
+    CPB_ASSIGN_OR_RETURN(double pilot, sample(1, op));
+    s.batch = batch;
+    if (batch == 0)
+      s.batch = static_cast<int>(std::clamp(pilot > 0 ? std::ceil(g_.sample_s / pilot) : 1.0, 1.0,
+                                            static_cast<double>(g_.max_batch)));
+    for (int w = 0; w < g_.warmup; ++w) CPB_TRY(sample(s.batch, op));
+    s.samples.emplace_back();
+    for (int r = 0; r < repeats; ++r) {
+      CPB_ASSIGN_OR_RETURN(double t, sample(s.batch, op));
+      s.samples[0].push_back(t / s.batch);
+    }
+    return s;
+  }
+
+  Status measure_launch(std::vector<Series>& out) {
+    const int64_t n = g_.launch_elems;
+    const int64_t slots = b_.ab_cap / n;
+    auto op = [&](int i) {
+      const int64_t at = (i % slots) * n;
+      return ex_.copy(Stream::compute, {b_.b, at, n}, {b_.a, at, n}, "launch");
+    };
+    CPB_ASSIGN_OR_RETURN(Series s, time_op(Kind::launch, 0, g_.launch_ops, g_.repeats, op));
+    say(fmt::format("launch: {:.2f} us per op on rank {} ({} copies of {} back to back)",
+                    summarize(s.samples[0]).median * 1e6, ex_.rank(), s.batch,
+                    size_text(static_cast<double>(s.rec.mem_bytes / 2))));
+    out.push_back(std::move(s));
+    return {};
+  }
+
+  Status measure_memory(std::vector<Series>& out, Kind kind) {
+    std::string line;
+    for (size_t i = 0; i < g_.mem_bytes.size(); ++i) {
+      const int64_t bytes = g_.mem_bytes[i];
+      std::function<Status(int)> op;
+      if (kind == Kind::copy) {
+        const int64_t n = bytes / 4, slots = std::max<int64_t>(1, b_.ab_cap / n);
+        op = [this, n, slots](int j) {
+          const int64_t at = (j % slots) * n;
+          return ex_.copy(Stream::compute, {b_.b, at, n}, {b_.a, at, n}, "copy");
+        };
+      } else {
+        const int64_t t = merge_tokens(bytes), h = g_.merge_heads, d = g_.merge_head_dim;
+        const int64_t slots = std::max<int64_t>(1, b_.mo_cap / (t * h * d));
+        op = [this, t, h, d, slots](int j) {
+          const int64_t slot = j % slots;
+          MergeArgs m;
+          m.o = dense_view(b_.mo, slot * t * h * d, 1, t, h, d);
+          m.lse = dense_view(b_.ml, slot * t * h, 1, t, h, 1);
+          m.part_o = dense_view(b_.po, slot * t * h * d, 1, t, h, d);
+          m.part_lse = dense_view(b_.pl, slot * t * h, 1, t, h, 1);
+          return ex_.merge(Stream::compute, m, "merge");
+        };
+      }
+      CPB_ASSIGN_OR_RETURN(Series s, time_op(kind, static_cast<int>(i), 0, g_.repeats, op));
+      const double med = summarize(s.samples[0]).median;
+      line += fmt::format("{}{} {:.0f} GB/s", line.empty() ? "" : ", ",
+                          size_text(static_cast<double>(s.rec.mem_bytes)),
+                          static_cast<double>(s.rec.mem_bytes) / med / 1e9);
+      out.push_back(std::move(s));
+    }
+    say(fmt::format("{} (bytes touched, launch included): {}", kind_name(kind), line));
+    return {};
+  }
+
+  AttnArgs attention_args(const AttentionShape& s, int64_t slot) const {
+    const int64_t hkv = s.heads / s.gqa, d = s.head_dim;
+    AttnArgs a;
+    a.q = dense_view(b_.q, slot * s.sq * s.heads * d, 1, s.sq, s.heads, d);
+    a.k = dense_view(b_.k, slot * s.sk * hkv * d, 1, s.sk, hkv, d);
+    a.v = dense_view(b_.v, slot * s.sk * hkv * d, 1, s.sk, hkv, d);
+    a.o = dense_view(b_.o, slot * s.sq * s.heads * d, 1, s.sq, s.heads, d);
+    a.lse = dense_view(b_.lse, slot * s.sq * s.heads, 1, s.sq, s.heads, 1);
+    a.mask.kind = s.causal ? BlockMask::Kind::causal : BlockMask::Kind::full;
+    a.mask.diag = 0;
+    a.scale = 1.0 / std::sqrt(static_cast<double>(d));
+    return a;
+  }
+  int64_t attention_slots(const AttentionShape& s) const {
+    const int64_t hkv = s.heads / s.gqa, d = s.head_dim;
+    return std::max<int64_t>(
+        1, std::min({b_.q_cap / (s.sq * s.heads * d), b_.kv_cap / (s.sk * hkv * d),
+                     b_.o_cap / (s.sq * s.heads * d), b_.lse_cap / (s.sq * s.heads)}));
+  }
+
+  Status measure_attention(std::vector<Series>& out) {
+    const auto& shapes = g_.attention;
+    // Progress once per (head_dim, gqa, heads) group.
+    size_t group_begin = 0;
+    int groups = 0, group = 0;
+    for (size_t i = 0; i < shapes.size(); ++i)
+      if (i == 0 || shapes[i].head_dim != shapes[i - 1].head_dim ||
+          shapes[i].gqa != shapes[i - 1].gqa || shapes[i].heads != shapes[i - 1].heads)
+        ++groups;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const AttentionShape& s = shapes[i];
+      const int64_t slots = attention_slots(s);
+      auto op = [&](int j) {
+        return ex_.attention(Stream::compute, attention_args(s, j % slots), "attention");
+      };
+      CPB_ASSIGN_OR_RETURN(Series ser,
+                           time_op(Kind::attention, static_cast<int>(i), 0, g_.repeats, op));
+      out.push_back(std::move(ser));
+      const bool last = i + 1 == shapes.size() || shapes[i + 1].head_dim != s.head_dim ||
+                        shapes[i + 1].gqa != s.gqa || shapes[i + 1].heads != s.heads;
+      if (!last) continue;
+      ++group;
+      // The largest causal block of the group, as a sample of what was measured.
+      std::string best;
+      for (size_t j = out.size() - (i + 1 - group_begin); j < out.size(); ++j) {
+        const Series& x = out[j];
+        const AttentionShape& sh = shapes[static_cast<size_t>(x.index)];
+        if (sh.causal)
+          best = fmt::format("causal {}x{}: {:.4g} TF/s", tokens_text(sh.sq), tokens_text(sh.sk),
+                             x.rec.flops / summarize(x.samples[0]).median / 1e12);
+      }
+      say(fmt::format("attention {}/{}: head_dim {} gqa {} heads {}: {} blocks, {}", group, groups,
+                      s.head_dim, s.gqa, s.heads, i + 1 - group_begin, best));
+      group_begin = i + 1;
+    }
+    return {};
+  }
+
+  Status measure_link(std::vector<Series>& out, Kind kind) {
+    const int n = ex_.world(), r = ex_.rank();
+    std::string line;
+    for (size_t i = 0; i < g_.link_bytes.size(); ++i) {
+      const int64_t c = chunk(kind, g_.link_bytes[i]);
+      if (c < 1) continue;
+      std::function<Status(int)> op;
+      if (kind == Kind::sendrecv) {
+        op = [this, c, n, r](int) {
+          const P2POp ops[2] = {{P2POp::Kind::send, (r + 1) % n, {b_.a, 0, c}},
+                                {P2POp::Kind::recv, (r + n - 1) % n, {b_.b, 0, c}}};
+          return ex_.p2p(Stream::comm, ops, "sendrecv");
+        };
+      } else if (kind == Kind::all_to_all) {
+        op = [this, c, n](int) {
+          std::vector<Range> send, recv;
+          for (int j = 0; j < n; ++j) {
+            send.push_back({b_.a, j * c, c});
+            recv.push_back({b_.b, j * c, c});
+          }
+          return ex_.all_to_all(Stream::comm, send, recv, "all_to_all");
+        };
+      } else {
+        op = [this, c, n](int) {
+          return ex_.all_gather(Stream::comm, {b_.a, 0, c}, {b_.b, 0, n * c}, "all_gather");
+        };
+      }
+      CPB_ASSIGN_OR_RETURN(Series s, time_op(kind, static_cast<int>(i), 1, g_.link_repeats, op));
+      const double x = static_cast<double>(std::max(s.rec.bytes_sent, s.rec.bytes_recv));
+      if (i == 0 || i + 1 == g_.link_bytes.size())
+        line += fmt::format("{}{} {:.1f} us", line.empty() ? "" : " ... ", size_text(x),
+                            summarize(s.samples[0]).median * 1e6);
+      out.push_back(std::move(s));
+    }
+    say(fmt::format("{} on {} ranks (bytes sent per rank): {}", kind_name(kind), n, line));
+    return {};
+  }
+
+  // Attention alone and with the ring's sendrecv of its K,V issued first on the comm stream,
+  // alternated; both timed by the per-op trace marks.
+  Status measure_share(std::vector<Series>& out) {
+    const AttentionShape& s = g_.share;
+    const int n = ex_.world(), r = ex_.rank();
+    const int64_t c = kv_bytes(s) / 2;
+    Series ser;
+    ser.kind = Kind::share;
+    ser.samples.resize(3);
+    auto one = [&](bool shared) -> Status {
+      CPB_TRY(ex_.barrier());
+      ex_.begin_iteration();
+      ex_.set_tracing(true);
+      CPB_TRY(ex_.timer_start());
+      if (shared) {
+        const P2POp ops[2] = {{P2POp::Kind::send, (r + 1) % n, {b_.a, 0, c}},
+                              {P2POp::Kind::recv, (r + n - 1) % n, {b_.b, 0, c}}};
+        CPB_TRY(ex_.p2p(Stream::comm, ops, "sendrecv"));
+      }
+      ex_.reset_accounting();
+      ex_.set_logging(true);
+      Status att = ex_.attention(Stream::compute, attention_args(s, 0), "attention");
+      ex_.set_logging(false);
+      CPB_TRY(att);
+      ser.rec = ex_.accounting().log.back();
+      CPB_TRY(ex_.timer_stop());
+      CPB_TRY(ex_.resolve_trace());
+      ex_.set_tracing(false);
+      for (const auto& t : ex_.trace()) {
+        if (t.kind == OpKind::attention) ser.samples[shared ? 1 : 0].push_back(t.end_s - t.begin_s);
+        if (t.kind == OpKind::p2p) ser.samples[2].push_back(t.end_s - t.begin_s);
+      }
+      return {};
+    };
+    for (int w = 0; w < g_.warmup; ++w) {
+      CPB_TRY(one(false));
+      CPB_TRY(one(true));
+      for (auto& v : ser.samples) v.clear();
+    }
+    for (int i = 0; i < g_.link_repeats; ++i) {
+      CPB_TRY(one(false));
+      CPB_TRY(one(true));
+    }
+    const double alone = summarize(ser.samples[0]).median,
+                 beside = summarize(ser.samples[1]).median;
+    say(
+        fmt::format("share: causal {}x{} heads {} d{} on rank {}: {:.3f} ms alone, {:.3f} ms "
+                    "beside a {} sendrecv ({:.3f})",
+                    tokens_text(s.sq), tokens_text(s.sk), s.heads, s.head_dim, r, alone * 1e3,
+                    beside * 1e3, size_text(static_cast<double>(2 * c)), beside / alone));
+    out.push_back(std::move(ser));
+    return {};
+  }
+
+  Executor& ex_;
+  const Grid& g_;
+  std::function<void(const std::string&)> say_;
+  Clock::time_point t0_;
+  Buffers b_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// From the ranks' series to the profile.
+
+// One series over ranks: sample i is the largest of the ranks' sample i.
+std::vector<double> max_over_ranks(const std::vector<std::vector<Series>>& ranks, size_t at,
+                                   size_t list) {
+  std::vector<double> out = ranks[0][at].samples[list];
+  for (const auto& r : ranks)
+    for (size_t i = 0; i < out.size() && i < r[at].samples[list].size(); ++i)
+      out[i] = std::max(out[i], r[at].samples[list][i]);
+  return out;
+}
+
+std::string num(double x) {
+  return fmt::format("{:.5g}", x);
+}
+
+std::string flow_list(const std::vector<double>& v, bool whole) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i)
+    s += (i ? ", " : "") + (whole ? fmt::format("{}", static_cast<int64_t>(v[i])) : num(v[i]));
+  return s + "]";
+}
+
+std::string yaml_quoted(const std::string& s) {
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// The machine in words and a profile name from it.
+std::pair<std::string, std::string> describe_machine(const std::string& backend, int world,
+                                                     const nlohmann::json& prov) {
+  if (backend == "cuda") {
+    const nlohmann::json info = backend_info("cuda");
+    std::string gpu = "GPU";
+    if (info.contains("gpus") && !info["gpus"].empty())
+      gpu = info["gpus"][0].value("name", std::string("GPU"));
+    // "NVIDIA H100 80GB HBM3" -> "h100": the first word with a digit.
+    std::string slug = "gpu";
+    size_t pos = 0;
+    while (pos < gpu.size()) {
+      const size_t end = std::min(gpu.find(' ', pos), gpu.size());
+      const std::string word = gpu.substr(pos, end - pos);
+      if (std::any_of(word.begin(), word.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+        slug.clear();
+        for (char ch : word)
+          slug += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        break;
+      }
+      pos = end + 1;
+    }
+    return {fmt::format("{}x {}", world, gpu), fmt::format("{}x{}", slug, world)};
+  }
+  const std::string cpu = prov["cpu"].value("model", std::string("unknown CPU"));
+  return {fmt::format("cpu backend, {} rank threads on {}", world, cpu),
+          fmt::format("cpu-x{}", world)};
+}
+
+}  // namespace
+
+Grid default_grid(bool quick, bool gpu) {
+  Grid g;
+  if (gpu) {
+    const bool all = !quick;
+    g.attention =
+        all ? attention_grid(powers(1024, 64 * 1024, 2), {64, 128}, {1, 4, 8, 16}, {8, 16, 32})
+            : attention_grid({1024, 2048}, {64, 128}, {1, 4}, {8});
+    g.link_bytes = powers(64 * kKiB, all ? kGiB : 4 * kMiB, 4);
+    g.mem_bytes = powers(kMiB, all ? 4 * kGiB : 16 * kMiB, 4);
+    const int64_t share_tokens = all ? 16384 : 2048;
+    g.share = {true, 128, 1, all ? 32 : 8, share_tokens, share_tokens};
+    g.merge_heads = 8;
+    g.merge_head_dim = 128;
+    g.launch_elems = 256;
+    g.launch_ops = all ? 200 : 50;
+    g.warmup = 1;
+    g.repeats = all ? 5 : 3;
+    g.link_repeats = all ? 20 : 5;
+    g.sample_s = all ? 2e-3 : 0.5e-3;
+    g.max_batch = all ? 256 : 64;
+    g.rotate_bytes = (all ? 256 : 64) * kMiB;
+  } else {
+    // The cpu backend: fp32 attention on host threads, so small blocks.
+    g.attention = quick ? attention_grid({64, 128}, {64}, {1, 2}, {2})
+                        : attention_grid({64, 128, 256}, {64}, {1, 2}, {2, 4});
+    g.link_bytes = quick ? powers(4 * kKiB, 64 * kKiB, 4) : powers(4 * kKiB, kMiB, 4);
+    g.mem_bytes = quick ? powers(64 * kKiB, kMiB, 4) : powers(64 * kKiB, 4 * kMiB, 4);
+    g.share = {true, 64, 1, 2, quick ? 128 : 256, quick ? 128 : 256};
+    g.merge_heads = 2;
+    g.merge_head_dim = 64;
+    g.launch_elems = 64;
+    g.launch_ops = quick ? 20 : 50;
+    g.warmup = 1;
+    g.repeats = 3;
+    g.link_repeats = quick ? 3 : 5;
+    g.sample_s = 1e-3;
+    g.max_batch = 8;
+    g.rotate_bytes = 0;
+  }
+  return g;
+}
+
+nlohmann::json to_json(const Grid& g) {
+  nlohmann::json att = nlohmann::json::array();
+  for (const auto& s : g.attention)
+    att.push_back({mask_name(s.causal), s.head_dim, s.gqa, s.heads, s.sq, s.sk});
+  return {{"attention_columns", {"mask", "head_dim", "gqa", "heads", "sq", "sk"}},
+          {"attention", att},
+          {"link_bytes", g.link_bytes},
+          {"mem_bytes", g.mem_bytes},
+          {"merge_shape", {{"heads", g.merge_heads}, {"head_dim", g.merge_head_dim}}},
+          {"share",
+           {{"mask", mask_name(g.share.causal)},
+            {"head_dim", g.share.head_dim},
+            {"gqa", g.share.gqa},
+            {"heads", g.share.heads},
+            {"sq", g.share.sq},
+            {"sk", g.share.sk}}},
+          {"launch", {{"elems", g.launch_elems}, {"ops", g.launch_ops}}},
+          {"warmup", g.warmup},
+          {"repeats", g.repeats},
+          {"link_repeats", g.link_repeats},
+          {"sample_s", g.sample_s},
+          {"max_batch", g.max_batch},
+          {"rotate_bytes", g.rotate_bytes}};
+}
+
+Expected<Plan> check(const Options& o) {
+  Plan p;
+  CPB_REQUIRE(o.backend == "cuda" || o.backend == "cpu",
+              "--backend '{}': calibrate measures cuda (GPUs) or cpu (the reference, for tests)",
+              o.backend);
+  CPB_REQUIRE(!mpi::active(),
+              "calibrate runs every rank in one process (a thread per GPU): drop mpirun");
+  CPB_REQUIRE(o.gpus >= 0, "--gpus must be >= 1 (got {})", o.gpus);
+  p.backend = o.backend;
+  if (o.backend == "cuda") {
+    const int visible = usable_gpus();
+    if (visible == 0) {
+      CPB_TRY(check_backend("cuda", 0));  // says when the build has no cuda backend
+      return CPB_ERROR("--backend cuda: no GPU visible: use --backend cpu");
+    }
+    CPB_REQUIRE(o.gpus <= visible, "--gpus {}: only {} GPU(s) visible: use --gpus {} or fewer",
+                o.gpus, visible, visible);
+    p.world = o.gpus > 0 ? o.gpus : visible;
+  } else {
+    p.world = o.gpus > 0 ? o.gpus : 2;
+  }
+  CPB_REQUIRE(!o.out.empty(), "--out: give the profile's path, e.g. --out results/profiles/x.yaml");
+  const fs::path out(o.out);
+  const std::string ext = out.extension().string();
+  CPB_REQUIRE(ext == ".yaml" || ext == ".yml",
+              "--out {}: a profile is a .yaml file (its raw samples go beside it as .json)", o.out);
+  std::error_code ec;
+  CPB_REQUIRE(!fs::is_directory(out, ec), "--out {}: is a folder: give a .yaml file path", o.out);
+  const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  CPB_REQUIRE(fs::is_directory(dir, ec), "--out {}: the folder {} does not exist: create it first",
+              o.out, dir.string());
+  // Can a new file be made there? (A read-only file system or folder fails here, not after the
+  // measurements.)
+  const fs::path probe = dir / fmt::format(".cpbench-calibrate-probe-{}", ::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  CPB_REQUIRE(fd >= 0, "--out {}: cannot write in {}: {}", o.out, dir.string(),
+              std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+  for (const fs::path& f : {out, fs::path(out).replace_extension(".json")})
+    if (fs::exists(f, ec))
+      CPB_REQUIRE(::access(f.c_str(), W_OK) == 0, "--out: {} exists and cannot be replaced: {}",
+                  f.string(), std::strerror(errno));
+  p.yaml_path = out.string();
+  p.json_path = fs::path(out).replace_extension(".json").string();
+  const nlohmann::json prov = collect_provenance(0, nullptr);
+  auto [machine, name] = describe_machine(p.backend, p.world, prov);
+  p.machine = o.machine.empty() ? machine : o.machine;
+  p.name = o.name.empty() ? name : o.name;
+  CPB_REQUIRE(
+      std::none_of(p.name.begin(), p.name.end(), [](char ch) { return ch == '\n' || ch == '\r'; }),
+      "--name: one line of text");
+  return p;
+}
+
+Expected<Summary> run(const Options& o) {
+  CPB_ASSIGN_OR_RETURN(Plan plan, check(o));
+  const auto start = Clock::now();
+  const bool gpu = plan.backend == "cuda";
+  const Grid grid = default_grid(o.quick, gpu);
+  auto say = [&](const std::string& s) {
+    if (o.progress == nullptr) return;
+    std::fprintf(o.progress, "%s\n", s.c_str());
+    std::fflush(o.progress);
+  };
+  say(
+      fmt::format("calibrate: {} ({}), {} grid: {} attention blocks, {} link sizes x 3, {} "
+                  "copy/merge sizes",
+                  plan.machine, plan.backend, o.quick ? "quick" : "default", grid.attention.size(),
+                  plan.world > 1 ? grid.link_bytes.size() : 0, grid.mem_bytes.size()));
+  CPB_ASSIGN_OR_RETURN(auto backend,
+                       make_backend(plan.backend, plan.world, DType::bf16, o.timeout_s));
+  std::vector<std::vector<Series>> ranks(static_cast<size_t>(plan.world));
+  CPB_TRY(backend->run([&](Executor& ex) -> Status {
+    RankRun rr(ex, grid, [&, rank = ex.rank()](const std::string& s) {
+      if (rank == 0) say(s);
+    });
+    return rr.run(ranks[static_cast<size_t>(ex.rank())]);
+  }));
+  for (const auto& r : ranks)
+    CPB_REQUIRE(r.size() == ranks[0].size(), "internal: the ranks measured different series");
+
+  // --- reduce ---
+  std::vector<std::string> notes;
+  nlohmann::json raw = nlohmann::json::array();
+  auto samples_json = [&](size_t at, size_t list) {
+    nlohmann::json per_rank = nlohmann::json::array();
+    for (const auto& r : ranks) per_rank.push_back(r[at].samples[list]);
+    return per_rank;
+  };
+  double launch_s = 0;
+  struct Point {
+    double x, y;
+  };
+  std::map<Kind, std::vector<Point>> curves;  // links: (bytes, us); memory: (bytes, GB/s)
+  std::vector<AttentionPoint> points;
+  int floored = 0;
+  double share_alone = 0, share_beside = 0, transfer_beside = 0;
+  double sendrecv_bw = 0, copy_read_bw = 0;
+  for (size_t at = 0; at < ranks[0].size(); ++at) {
+    const Series& s = ranks[0][at];
+    const std::vector<double> v = max_over_ranks(ranks, at, 0);
+    const TimeStats st = summarize(v);
+    nlohmann::json j = {{"kind", kind_name(s.kind)},
+                        {"batch", s.batch},
+                        {"record",
+                         {{"bytes_sent", s.rec.bytes_sent},
+                          {"bytes_recv", s.rec.bytes_recv},
+                          {"flops", s.rec.flops},
+                          {"mem_bytes", s.rec.mem_bytes}}},
+                        {"seconds_per_op", v},
+                        {"stats", to_json(st)},
+                        {"per_rank", samples_json(at, 0)}};
+    CPB_REQUIRE(st.median > 0, "the {} clock gave no time to {} (sample {}): it is too coarse",
+                plan.backend, kind_name(s.kind), at);
+    // The table's time: the measured one less the launch cost the model adds back.
+    double table_s = st.median - launch_s;
+    if (s.kind != Kind::launch && s.kind != Kind::share && table_s < kMinTableShare * st.median) {
+      table_s = kMinTableShare * st.median;
+      j["floored"] = true;
+      ++floored;
+    }
+    switch (s.kind) {
+      case Kind::launch:
+        launch_s = st.median;
+        j["launch_us"] = launch_s * 1e6;
+        break;
+      case Kind::copy:
+      case Kind::merge: {
+        const double x = static_cast<double>(s.rec.mem_bytes);
+        curves[s.kind].push_back({x, x / table_s / 1e9});
+        j["bytes"] = x;
+        j["gbps"] = x / table_s / 1e9;
+        if (s.kind == Kind::copy) copy_read_bw = x / 2 / st.median / 1e9;
+        break;
+      }
+      case Kind::attention: {
+        const AttentionShape& sh = grid.attention[static_cast<size_t>(s.index)];
+        AttentionPoint p;
+        p.causal = sh.causal && block_pairs(s.rec.mask, sh.sq, sh.sk) < sh.sq * sh.sk;
+        p.head_dim = sh.head_dim;
+        p.gqa = static_cast<double>(sh.gqa);
+        p.heads = sh.heads;
+        p.sq = sh.sq;
+        p.sk = sh.sk;
+        p.tflops = s.rec.flops / table_s / 1e12;
+        points.push_back(p);
+        j["shape"] = {{"mask", mask_name(p.causal)},
+                      {"head_dim", sh.head_dim},
+                      {"gqa", sh.gqa},
+                      {"heads", sh.heads},
+                      {"sq", sh.sq},
+                      {"sk", sh.sk}};
+        j["tflops"] = p.tflops;
+        break;
+      }
+      case Kind::sendrecv:
+      case Kind::all_to_all:
+      case Kind::all_gather: {
+        const double x = static_cast<double>(s.kind == Kind::sendrecv
+                                                 ? std::max(s.rec.bytes_sent, s.rec.bytes_recv)
+                                                 : s.rec.bytes_sent);
+        curves[s.kind].push_back({x, table_s * 1e6});
+        j["bytes"] = x;
+        j["us"] = table_s * 1e6;
+        if (s.kind == Kind::sendrecv) sendrecv_bw = x / st.median / 1e9;
+        break;
+      }
+      case Kind::share: {
+        const std::vector<double> beside = max_over_ranks(ranks, at, 1),
+                                  transfer = max_over_ranks(ranks, at, 2);
+        share_alone = st.median;
+        share_beside = summarize(beside).median;
+        transfer_beside = summarize(transfer).median;
+        j.erase("seconds_per_op");
+        j.erase("stats");
+        j.erase("per_rank");
+        j["attention_alone_s"] = {
+            {"samples", v}, {"stats", to_json(st)}, {"per_rank", samples_json(at, 0)}};
+        j["attention_beside_sendrecv_s"] = {{"samples", beside},
+                                            {"stats", to_json(summarize(beside))},
+                                            {"per_rank", samples_json(at, 1)}};
+        j["sendrecv_beside_attention_s"] = {{"samples", transfer},
+                                            {"stats", to_json(summarize(transfer))},
+                                            {"per_rank", samples_json(at, 2)}};
+        j["sendrecv_bytes"] = std::max(s.rec.bytes_sent, s.rec.bytes_recv);
+        break;
+      }
+    }
+    raw.push_back(std::move(j));
+  }
+  if (floored > 0)
+    notes.push_back(fmt::format(
+        "{} op(s) took hardly more than launch_us: their table time is floored at {:.0f}% of "
+        "the measured time (flagged `floored` in the JSON)",
+        floored, 100 * kMinTableShare));
+
+  double share = 1;
+  if (plan.world > 1 && share_alone > 0) {
+    share = share_beside / share_alone;
+    if (share < 1) {
+      notes.push_back(
+          fmt::format("share_factor measured {:.4f} < 1 (attention ran no slower beside the "
+                      "transfer); written as 1, the schema's minimum",
+                      share));
+      share = 1;
+    } else if (share > 10) {
+      notes.push_back(
+          fmt::format("share_factor measured {:.3f}; written as the schema's 10", share));
+      share = 10;
+    }
+  } else {
+    notes.push_back("1 rank: no link measured (no links: section) and share_factor 1");
+  }
+  // auto's C: the best causal rate at the largest causal block.
+  int64_t largest = 0;
+  for (const auto& p : points)
+    if (p.causal) largest = std::max(largest, p.sq);
+  double peak = 0;
+  for (const auto& p : points)
+    if (p.causal && p.sq == largest) peak = std::max(peak, p.tflops);
+  if (peak <= 0)
+    for (const auto& p : points) peak = std::max(peak, p.tflops);
+  double bw = sendrecv_bw;
+  if (plan.world == 1) {
+    bw = copy_read_bw;
+    notes.push_back(
+        "1 rank: bandwidth_gbps is the device-local copy rate (bytes read per second at the "
+        "largest copy), a placeholder: calibrate on >= 2 GPUs for the ring link");
+  }
+
+  // --- render ---
+  const nlohmann::json prov = collect_provenance(0, nullptr);
+  nlohmann::json prov_full = prov;
+  {
+    std::vector<std::string> args = o.argv;
+    prov_full["argv"] = args;
+    prov_full["repro"] = shell_join(args);
+  }
+  const std::string sha = prov["git"].value("sha", std::string("unknown"));
+  const auto dirty = prov["git"]["dirty"];
+  const std::string when = utc_iso8601();
+  const std::string json_name = fs::path(plan.json_path).filename().string();
+  const std::string source =
+      fmt::format("measured by `cpbench calibrate{}` on {} on {}, git {}{}; raw samples: {}",
+                  o.quick ? " --quick" : "", when, plan.machine, sha,
+                  dirty.is_boolean() && dirty.get<bool>() ? " (dirty)" : "", json_name);
+  std::vector<std::string> lines = {
+      "# Generated by `cpbench calibrate` (do not edit: rerun it). Schema:",
+      "# harness/core/hardware_profile.hpp; every sample behind these numbers: " + json_name,
+      "name: " + yaml_quoted(plan.name),
+      "description: " + yaml_quoted(fmt::format("{}, measured by cpbench calibrate", plan.machine)),
+      "machine: " + yaml_quoted(plan.machine),
+      "source: " + yaml_quoted(source),
+      "peak_tflops: " + num(peak),
+      "bandwidth_gbps: " + num(bw),
+      "launch_us: " + num(launch_s * 1e6),
+      "share_factor: " + num(share),
+      "attention:",
+  };
+  for (const auto& p : points)
+    lines.push_back(fmt::format(
+        "  - {{mask: {}, head_dim: {}, gqa: {}, heads: {}, sq: {}, sk: {}, tflops: {}}}",
+        mask_name(p.causal), p.head_dim, num(p.gqa), p.heads, p.sq, p.sk, num(p.tflops)));
+  auto curve_line = [&](const std::string& key, Kind k, const char* ykey) {
+    std::vector<double> xs, ys;
+    for (const auto& pt : curves[k]) {
+      if (!xs.empty() && pt.x <= xs.back()) continue;  // sizes must increase
+      xs.push_back(pt.x);
+      ys.push_back(pt.y);
+    }
+    return fmt::format("{}: {{bytes: {}, {}: {}}}", key, flow_list(xs, true), ykey,
+                       flow_list(ys, false));
+  };
+  if (plan.world > 1) {
+    lines.push_back("links:");
+    lines.push_back("  nvlink:");
+    lines.push_back(fmt::format("    ranks: {}", plan.world));
+    for (Kind k : {Kind::sendrecv, Kind::all_to_all, Kind::all_gather})
+      if (!curves[k].empty()) lines.push_back("    " + curve_line(kind_name(k), k, "us"));
+  }
+  lines.push_back(curve_line("copy", Kind::copy, "gbps"));
+  lines.push_back(curve_line("merge", Kind::merge, "gbps"));
+  lines.push_back("extra:");
+  lines.push_back("  calibrate:");
+  lines.push_back(fmt::format("    backend: {}", plan.backend));
+  lines.push_back(fmt::format("    ranks: {}", plan.world));
+  lines.push_back(fmt::format("    grid: {}", o.quick ? "quick" : "default"));
+  lines.push_back("    date: " + yaml_quoted(when));
+  lines.push_back("    git: " + yaml_quoted(sha));
+  lines.push_back("    samples: " + yaml_quoted(json_name));
+  if (!notes.empty()) {
+    lines.push_back("    notes:");
+    for (const auto& n : notes) lines.push_back("      - " + yaml_quoted(n));
+  }
+  std::string text;
+  for (const auto& l : lines) text += l + "\n";
+  // What we write must be what load_hardware_profile accepts.
+  auto parsed = parse_hardware_profile(text, plan.yaml_path);
+  CPB_REQUIRE(parsed.ok(), "internal: the measured profile does not parse: {}",
+              parsed.ok() ? "" : parsed.error().str());
+
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  nlohmann::json doc = {
+      {"schema", "cpbench.calibration/1"},
+      {"profile", plan.yaml_path},
+      {"name", plan.name},
+      {"machine", plan.machine},
+      {"backend", plan.backend},
+      {"backend_info", backend_info(plan.backend)},
+      {"ranks", plan.world},
+      {"quick", o.quick},
+      {"date", when},
+      {"seconds", seconds},
+      {"provenance", prov_full},
+      {"grid", to_json(grid)},
+      {"conventions",
+       {{"sample",
+         "seconds per op of one timed sample (a batch of ops / its size), the maximum "
+         "over ranks of the same sample"},
+        {"table_time", "median sample less launch_us (at least 10% of the median)"},
+        {"tflops", "4 * B * H * d * visible (query, key) pairs / table_time"},
+        {"link_bytes", "bytes a rank sends to its peers per op (sendrecv: the message)"},
+        {"mem_bytes", "bytes read + written per op"}}},
+      {"summary",
+       {{"peak_tflops", peak},
+        {"bandwidth_gbps", bw},
+        {"launch_us", launch_s * 1e6},
+        {"share_factor", share},
+        {"share_measured",
+         share_alone > 0 ? nlohmann::json(share_beside / share_alone) : nlohmann::json(nullptr)},
+        {"sendrecv_beside_attention_s", transfer_beside},
+        {"attention_points", points.size()}}},
+      {"notes", notes},
+      {"series", raw}};
+  const std::string json_text =
+      doc.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  CPB_TRY(write_file_atomic(plan.json_path, json_text));
+  CPB_TRY(write_file_atomic(plan.yaml_path, text));
+  Summary sum;
+  sum.yaml_path = plan.yaml_path;
+  sum.json_path = plan.json_path;
+  sum.peak_tflops = peak;
+  sum.bandwidth_gbps = bw;
+  sum.launch_us = launch_s * 1e6;
+  sum.share_factor = share;
+  sum.attention_points = points.size();
+  sum.seconds = seconds;
+  for (const auto& n : notes) say("note: " + n);
+  return sum;
+}
+
+}  // namespace cpb::calibrate

@@ -1,0 +1,95 @@
+// `cpbench calibrate`: measures a machine through the Executor interface and writes the hardware
+// profile the sim backend's cost model reads (harness/core/hardware_profile.hpp), plus a JSON file
+// beside it with every raw sample, the grid and the provenance. Everything is measured the way
+// the cost model (harness/backends/sim/cost_model.hpp) consumes it, on the op records the
+// executor base makes (so bytes and FLOPs have the same definitions):
+//   - launch_us: the time per op of many tiny copies issued back to back;
+//   - every other op's table value is its measured time per op less launch_us (the model adds
+//     launch_us back, so launch_us + table = what one op took here); compute ops (attention,
+//     copy, merge) are timed as batches of back-to-back launches over rotating buffers (no L2
+//     reuse between them), communication ops one per sample, as cpbench_bench_nccl times them;
+//   - attention TF/s: mask-aware FLOPs (causal counts visible pairs only) over that time;
+//   - links: sendrecv (ring: send to the next rank, receive from the previous), all_to_all and
+//     all_gather against the bytes a rank sends to its peers (OpRecord::bytes_sent; p2p the
+//     larger of sent and received), on the comm stream;
+//   - copy, merge: GB/s of the bytes read + written (OpRecord::mem_bytes);
+//   - share_factor: an attention block's time with the ring's sendrecv of its K,V issued first on
+//     the comm stream over its time alone (both from per-op trace marks), at least 1;
+//   - peak_tflops: the best causal rate at the largest causal block; bandwidth_gbps: the
+//     sendrecv's bytes over its time at the largest size.
+// Every sample of every rank is kept; a sample's value is the maximum over ranks (an op ends when
+// its slowest rank does), and the tables take the median over samples.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "harness/core/status.hpp"
+
+namespace cpb::calibrate {
+
+struct Options {
+  std::string out;      // the profile, FILE.yaml (FILE.json is written beside it)
+  std::string name;     // "" : from the machine ("h200x2", "cpu-x2")
+  std::string backend;  // cuda | cpu
+  int gpus = 0;         // ranks; 0: every visible GPU (cuda), 2 (cpu)
+  bool quick = false;   // a tiny grid (tests, smoke runs)
+  std::string machine;  // "" : from the backend ("2x NVIDIA H200")
+  std::vector<std::string> argv;
+  double timeout_s = 300;
+  std::FILE* progress = stdout;  // one line per measured group; nullptr: silent
+};
+
+struct AttentionShape {
+  bool causal = false;
+  int64_t head_dim = 0, gqa = 1, heads = 0, sq = 0, sk = 0;  // heads = B·H (B = 1)
+};
+
+// What is measured and how often.
+struct Grid {
+  std::vector<AttentionShape> attention;
+  std::vector<int64_t> link_bytes;  // bytes a rank sends per op
+  std::vector<int64_t> mem_bytes;   // copy and merge: bytes read + written per op
+  int64_t merge_heads = 0, merge_head_dim = 0;
+  AttentionShape share;      // the attention block of the share factor (causal, square)
+  int64_t launch_elems = 0;  // the tiny copy of launch_us
+  int launch_ops = 0;        // how many back to back per sample
+  int warmup = 0;            // untimed batches (compute) or ops (communication) per point
+  int repeats = 0;           // timed samples per compute point
+  int link_repeats = 0;      // timed samples per communication point
+  double sample_s = 0;       // a compute sample's target duration (sets its batch)
+  int max_batch = 0;
+  int64_t rotate_bytes = 0;  // compute ops cycle through at least this much memory per buffer
+};
+
+// The default grid (quick: a few points), for the backend's speed.
+Grid default_grid(bool quick, bool gpu);
+nlohmann::json to_json(const Grid& g);
+
+// The ranks a run uses, after the checks below.
+struct Plan {
+  std::string backend;
+  int world = 0;
+  std::string yaml_path, json_path;
+  std::string name, machine;
+};
+
+// Checks the options before anything is measured or written (one-line errors: what to change):
+// the backend, the ranks against the visible GPUs, the output path (FILE.yaml or .yml in a
+// folder that exists and takes a new file), the name.
+Expected<Plan> check(const Options& o);
+
+struct Summary {
+  std::string yaml_path, json_path;
+  double peak_tflops = 0, bandwidth_gbps = 0, launch_us = 0, share_factor = 1;
+  size_t attention_points = 0;
+  double seconds = 0;
+};
+
+// Measures and writes both files (atomically; nothing is written when measuring fails).
+Expected<Summary> run(const Options& o);
+
+}  // namespace cpb::calibrate

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# On a machine with 1-4 GPUs: measure it into a hardware profile for the sim backend and check the
+# sim on that profile against committed measured runs (issue 8, item 1). Builds (Release) in a
+# folder under /tmp, runs the calibrate GPU test, runs `cpbench calibrate` with the default grid
+# (writing $OUT/profile.yaml and the raw samples $OUT/profile.json), then `python3 -m
+# analysis.sim_validate` on the new profile and, for comparison, on the committed
+# results/profiles/h200x4.yaml (calibrated in-sample from the Step E traces) against two measured
+# runs: Step E on 4x H200 (cp 1, 2, 4) and the host-overhead sweep on 2x H200 (cp 2). Last, a
+# short table: points, median and max |predicted - measured| / measured per run and profile.
+#
+# Usage: scripts/calibrate.sh [--quick] [--skip-tests]
+# Environment: OUT (default ./out-calibrate), BUILD_DIR (default /tmp/cpbench-calibrate),
+# CPBENCH_GIT_SHA (recorded; from git when unset), PYTHON (default python3), GPUS (ranks; default
+# every visible GPU), NAME (profile name; default from the GPUs, e.g. h200x2), CALIBRATE_TIMEOUT_S
+# (default 420: calibrate is cut off there).
+# Files under $OUT: calibrate.log (this console), build.log, gpu_tests.log, profile.yaml,
+# profile.json, validation/<run>-<profile>/{summary.json,table.md,validation.csv}.
+# Exit status: nonzero when the build or calibrate failed; validation bounds missed are reported
+# in the table, not fatal.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
+quick=()
+skip_tests=0
+while (($#)); do
+  case $1 in
+    --quick) quick=(--quick) ;;
+    --skip-tests) skip_tests=1 ;;
+    *) echo "calibrate: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+  shift
+done
+for knob in GPUS CALIBRATE_TIMEOUT_S; do
+  v=${!knob:-}
+  if [[ -n $v && ! $v =~ ^[1-9][0-9]*$ ]]; then
+    echo "calibrate: $knob must be a whole number >= 1, not '$v'" >&2
+    exit 2
+  fi
+done
+OUT=${OUT:-$PWD/out-calibrate}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+B=${BUILD_DIR:-/tmp/cpbench-calibrate}
+PY=${PYTHON:-python3}
+if [[ -z "${CPBENCH_GIT_SHA:-}" ]]; then
+  CPBENCH_GIT_SHA=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+fi
+export CPBENCH_GIT_SHA
+exec > >(tee -a "$OUT/calibrate.log") 2>&1
+t0=$SECONDS
+stamp() { echo "== [$((SECONDS - t0)) s] $*"; }
+
+stamp "git $CPBENCH_GIT_SHA, build dir $B"
+nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv > "$OUT/build.log" 2>&1
+if ! { cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCPBENCH_BUILD_TESTS=ON &&
+       cmake --build "$B" --target cpbench cpbench_gpu_tests; } >> "$OUT/build.log" 2>&1; then
+  grep -m 30 -E "error|Error" "$OUT/build.log" || tail -30 "$OUT/build.log"
+  echo "calibrate: build failed"
+  exit 1
+fi
+stamp "built"
+
+if ((!skip_tests)); then
+  timeout 120 "$B/tests/cpbench_gpu_tests" --gtest_filter='CalibrateGpu*' > "$OUT/gpu_tests.log" 2>&1
+  stamp "calibrate GPU test rc=$? $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/gpu_tests.log" | tr '\n' ' ')"
+fi
+
+args=(calibrate --out "$OUT/profile.yaml" "${quick[@]}")
+[[ -n ${GPUS:-} ]] && args+=(--gpus "$GPUS")
+[[ -n ${NAME:-} ]] && args+=(--name "$NAME")
+timeout "${CALIBRATE_TIMEOUT_S:-420}" "$B/cpbench" "${args[@]}"
+rc=$?
+stamp "calibrate rc=$rc"
+if ((rc != 0)) || [[ ! -f $OUT/profile.yaml ]]; then
+  echo "calibrate: no profile was written"
+  exit 1
+fi
+
+# label=run folder
+runs=(stepE-h200x4=results/gpu/2026-11-22-h200x4-compare/cpbench
+      host-h200x2=results/gpu/2026-11-22-h200x2-host-memory/eager/host-overhead-20261122T045453Z)
+profiles=("$OUT/profile.yaml" results/profiles/h200x4.yaml)
+mkdir -p "$OUT/validation"
+for entry in "${runs[@]}"; do
+  label=${entry%%=*}
+  run=${entry#*=}
+  for prof in "${profiles[@]}"; do
+    dir="$OUT/validation/$label-$(basename "$prof" .yaml)"
+    "$PY" -m analysis.sim_validate --cpbench "$B/cpbench" --run "$run" --profile "$prof" \
+      --out "$dir" > "$dir.log" 2>&1
+    stamp "sim_validate $run on $prof: rc=$? $(tail -1 "$dir.log")"
+    rm -rf "$dir/sim"  # the sim's own run folder: reproducible, and large
+  done
+done
+
+echo
+echo "## sim vs measured (error = (predicted - measured) / measured, median times)"
+echo
+"$PY" - "$OUT/validation" "$OUT/profile.yaml" <<'EOF'
+import json, sys
+from pathlib import Path
+runs = {"stepE-h200x4": "Step E sweep, 4x H200 (cp 1, 2, 4)",
+        "host-h200x2": "host-overhead sweep, 2x H200 (cp 2)"}
+print("| measured run | profile | points | median abs err | max abs err | bounds 5% / 15% |")
+print("|---|---|---|---|---|---|")
+for d in sorted(p for p in Path(sys.argv[1]).iterdir() if p.is_dir()):
+    f = d / "summary.json"
+    label = next((v for k, v in runs.items() if d.name.startswith(k + "-")), d.name)
+    if not f.exists():
+        print(f"| {label} | (failed: see {d.name}.log) | | | | |")
+        continue
+    s = json.loads(f.read_text())
+    prof = "calibrated here" if s["profile"] == sys.argv[2] else s["profile"]
+    pct = lambda x: "-" if x is None else f"{x:.1%}"
+    print(f"| {label} | {prof} | {s['points']} | {pct(s['median_abs_error'])} | "
+          f"{pct(s['max_abs_error'])} | {'met' if s['met'] else 'not met'} |")
+EOF
+grep -E "^(peak_tflops|bandwidth_gbps|launch_us|share_factor):" "$OUT/profile.yaml"
+stamp "done"

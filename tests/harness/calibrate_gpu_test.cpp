@@ -1,0 +1,47 @@
+// `cpbench calibrate --quick` on the GPUs (label `gpu`): the profile reads back with sane tables
+// and link curves (on 2 GPUs when there are 2), and the sim backend predicts every strategy on it.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "harness/calibrate/calibrate.hpp"
+#include "harness/core/backend.hpp"
+#include "harness/runner/runner.hpp"
+#include "strategies/strategy.hpp"
+#include "tests/support/calibrated_profile.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace cpb {
+namespace {
+
+TEST(CalibrateGpu, QuickProfileReadsBackAndDrivesTheSim) {
+  if (usable_gpus() < 1) GTEST_SKIP() << "no GPU";
+  const int gpus = std::min(2, usable_gpus());
+  testing_support::TempDir tmp("cpbench_cal_gpu");
+  calibrate::Options o;
+  o.backend = "cuda";
+  o.quick = true;
+  o.gpus = gpus;
+  o.out = tmp.file("gpu.yaml");
+  o.argv = {"cpbench_gpu_tests", "calibrate", "--quick"};
+  auto res = calibrate::run(o);
+  ASSERT_TRUE(res.ok()) << res.error().detail();
+  testing_support::expect_calibrated_profile(o.out, gpus);
+  // A GPU's attention runs at TF/s, not GF/s: a unit slip would show here.
+  EXPECT_GT(res->peak_tflops, 1.0);
+  for (const std::string strategy : {"ring_pass_kv", "allgather", "ring_pass_q", "ulysses"}) {
+    ExecSpec spec;
+    spec.backend = "sim";
+    spec.strategy = strategy;
+    spec.cp = gpus;
+    spec.workload = Workload{.batch = 1, .heads = 8, .kv_heads = 2, .head_dim = 128};
+    spec.workload.new_tokens = 4096;
+    spec.options.hardware_profile = o.out;
+    auto run = execute_point(spec);
+    ASSERT_TRUE(run.ok()) << strategy << ": " << run.error().str();
+    EXPECT_GT(run->iteration_times_s.at(0), 0) << strategy;
+  }
+}
+
+}  // namespace
+}  // namespace cpb

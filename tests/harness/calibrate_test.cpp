@@ -1,0 +1,111 @@
+// `cpbench calibrate` on the cpu backend end to end: the quick grid writes a profile that
+// load_hardware_profile reads back with attention points and link curves, and that a sim run
+// accepts; one rank gives a valid profile without links; bad arguments exit 2 with one line and
+// write nothing.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "harness/io/results.hpp"
+#include "tests/support/calibrated_profile.hpp"
+#include "tests/support/cli_run.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace cpb {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_support::CmdResult;
+using testing_support::cpbench;
+
+class Calibrate : public ::testing::Test {
+ protected:
+  void SetUp() override { tmp_ = std::make_unique<testing_support::TempDir>("cpbench_cal"); }
+  std::string path(const std::string& name) const { return tmp_->file(name); }
+
+  // The sim runs a tiny sweep of every strategy family at `cp` on the profile.
+  void expect_sim_accepts(const std::string& profile, int cp) {
+    const std::string cfg = path("sim.yaml");
+    std::ofstream(cfg) << "name: sim-on-calibrated\niterations: 1\nwarmup: 0\n"
+                          "defaults: {heads: 4, kv_heads: 2, head_dim: 8, new_tokens: 64, cp: "
+                       << cp << "}\naxes:\n  strategy: [ring_pass_kv, allgather, ring_pass_q"
+                       << (cp > 1 ? ", ulysses" : "") << "]\n";
+    CmdResult r = cpbench("run " + cfg + " --backend sim --quiet --hardware-profile " + profile +
+                          " --run-dir " + path("sim-run"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    auto recs = read_jsonl(path("sim-run") + "/results.jsonl");
+    ASSERT_TRUE(recs.ok()) << recs.error().str();
+    ASSERT_EQ(recs->size(), cp > 1 ? 4u : 3u);
+    for (const auto& rec : *recs) {
+      EXPECT_EQ(rec["status"], "ok") << rec.dump();
+      EXPECT_TRUE(rec["predicted"].get<bool>());
+      EXPECT_GT(rec["time"]["median"].get<double>(), 0);
+    }
+  }
+
+  std::unique_ptr<testing_support::TempDir> tmp_;
+};
+
+TEST_F(Calibrate, CpuQuickWritesAProfileTheSimAccepts) {
+  const std::string out = path("cpu.yaml");
+  CmdResult r = cpbench("calibrate --backend cpu --quick --gpus 2 --name cpu-test --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("attention 1/"), std::string::npos) << "progress lines: " << r.out;
+  EXPECT_NE(r.out.find("wrote " + out), std::string::npos) << r.out;
+  testing_support::expect_calibrated_profile(out, 2);
+  auto p = load_hardware_profile(out);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->name, "cpu-test");
+  expect_sim_accepts(out, 2);
+}
+
+TEST_F(Calibrate, OneRankSkipsTheLinksAndStaysValid) {
+  const std::string out = path("one.yaml");
+  CmdResult r = cpbench("calibrate --backend cpu --quick --gpus 1 --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("no link measured"), std::string::npos) << r.out;
+  testing_support::expect_calibrated_profile(out, 1);
+  auto p = load_hardware_profile(out);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->name, "cpu-x1");
+  EXPECT_EQ(p->share_factor, 1);
+  expect_sim_accepts(out, 1);
+}
+
+TEST_F(Calibrate, BadArgumentsExit2WithOneLineAndWriteNothing) {
+  fs::create_directories(path("dir.yaml"));
+  const std::string ok_out = " --out " + path("p.yaml");
+  const struct {
+    std::string args, says;
+  } cases[] = {
+      {"calibrate --backend cpu --quick", "--out: give the profile's path"},
+      {"calibrate --backend cpu --quick --out " + path("p.txt"), "a profile is a .yaml file"},
+      {"calibrate --backend cpu --quick --out " + path("missing/p.yaml"), "does not exist"},
+      {"calibrate --backend cpu --quick --out " + path("dir.yaml"), "is a folder"},
+      {"calibrate --backend cpu --quick --out /proc/cpbench-cal.yaml", "cannot write in /proc"},
+      {"calibrate --backend tpu --quick" + ok_out, "--backend 'tpu'"},
+      {"calibrate --backend cpu --quick --gpus -1" + ok_out, "--gpus must be >= 1"},
+      // Without the cuda backend: "no cuda backend"; with it and no GPU or too few: says so.
+      {"calibrate --backend cuda --quick --gpus 4096" + ok_out, "cuda"},
+  };
+  for (const auto& c : cases) {
+    CmdResult r = cpbench(c.args);
+    EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out;
+    EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << c.args << "\n" << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << c.args << "\n" << r.out;
+    EXPECT_NE(r.out.find(c.says), std::string::npos) << c.args << "\n" << r.out;
+  }
+  // Nothing but the folder made above.
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(tmp_->path())) left.push_back(e.path().string());
+  ASSERT_EQ(left.size(), 1u) << left.back();
+  EXPECT_TRUE(fs::is_empty(path("dir.yaml")));
+}
+
+}  // namespace
+}  // namespace cpb
