@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <thread>
 #include <tuple>
 
 #include "harness/core/backend.hpp"
@@ -213,13 +214,16 @@ class RankRun {
     return {};
   }
 
-  // One timed sample: `k` ops back to back between the timer marks.
+  // One timed sample: `k` ops back to back between the timer marks, then the idle time.
   Expected<double> sample(int k, const std::function<Status(int)>& op) {
     CPB_TRY(ex_.barrier());
     ex_.begin_iteration();
     CPB_TRY(ex_.timer_start());
     for (int i = 0; i < k; ++i) CPB_TRY(op(i));
-    return ex_.timer_stop();
+    CPB_ASSIGN_OR_RETURN(double t, ex_.timer_stop());
+    if (g_.idle_ratio > 0)
+      std::this_thread::sleep_for(std::chrono::duration<double>(std::min(t * g_.idle_ratio, 0.25)));
+    return t;
   }
 
   // The op once with logging on (its record; also the first, untimed run), a single-op pilot,
@@ -537,6 +541,7 @@ Grid default_grid(bool quick, bool gpu) {
     g.repeats = all ? 5 : 3;
     g.link_repeats = all ? 20 : 5;
     g.sample_s = all ? 2e-3 : 0.5e-3;
+    g.idle_ratio = all ? 1.0 : 0.0;
     g.max_batch = all ? 256 : 64;
     g.rotate_bytes = (all ? 256 : 64) * kMiB;
   } else {
@@ -581,6 +586,7 @@ nlohmann::json to_json(const Grid& g) {
           {"repeats", g.repeats},
           {"link_repeats", g.link_repeats},
           {"sample_s", g.sample_s},
+          {"idle_ratio", g.idle_ratio},
           {"max_batch", g.max_batch},
           {"rotate_bytes", g.rotate_bytes}};
 }

@@ -63,6 +63,11 @@ struct Grid {
   double sample_s = 0;       // a compute sample's target duration (sets its batch)
   int max_batch = 0;
   int64_t rotate_bytes = 0;  // compute ops cycle through at least this much memory per buffer
+  // After each timed sample every rank idles this many times the sample's duration (at most
+  // 0.25 s): busy without a break for the whole grid, a GPU's clocks fall (power and heat: the
+  // same 32K causal block measured 15% slower late in a run than early), which a sweep's points,
+  // with the host's work between them, do not see; 1 runs the GPU at about half duty.
+  double idle_ratio = 0;
 };
 
 // The default grid (quick: a few points), for the backend's speed.

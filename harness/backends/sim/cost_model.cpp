@@ -34,30 +34,55 @@ double interpolate_throughput(const ProfileCurve& c, double x) {
 
 double CostModel::attention_tflops(bool causal, int64_t head_dim, double gqa, int64_t heads,
                                    int64_t sq, int64_t sk) const {
+  auto l2 = [](double x) { return std::log2(x); };
   // The points of this mask, then of the head_dim nearest to the block's.
   double best_d = std::numeric_limits<double>::infinity();
   for (const auto& a : p_.attention)
     if (a.causal == causal)
-      best_d = std::min(best_d, std::abs(std::log2(static_cast<double>(a.head_dim) /
-                                                   static_cast<double>(head_dim))));
+      best_d = std::min(
+          best_d, std::abs(l2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim))));
   if (!std::isfinite(best_d)) return p_.peak_tflops;
-  const double lq = std::log2(static_cast<double>(sq)), lk = std::log2(static_cast<double>(sk)),
-               lg = std::log2(std::max(gqa, 1.0));
-  double wsum = 0, lsum = 0;
-  for (const auto& a : p_.attention) {
-    if (a.causal != causal || std::abs(std::log2(static_cast<double>(a.head_dim) /
-                                                 static_cast<double>(head_dim))) != best_d)
-      continue;
-    const double dq = std::log2(static_cast<double>(a.sq)) - lq;
-    const double dk = std::log2(static_cast<double>(a.sk)) - lk;
-    const double dg = std::log2(a.gqa) - lg;
-    const double dh = a.heads > 0 && heads > 0
-                          ? std::log2(static_cast<double>(a.heads) / static_cast<double>(heads))
+  std::vector<const AttentionPoint*> pts;
+  for (const auto& a : p_.attention)
+    if (a.causal == causal &&
+        std::abs(l2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim))) == best_d)
+      pts.push_back(&a);
+  // Then the family nearest in GQA ratio and B·H (heads left out where a point does not give it).
+  auto family_d2 = [&](const AttentionPoint* a) {
+    const double dg = l2(a->gqa) - l2(std::max(gqa, 1.0));
+    const double dh = a->heads > 0 && heads > 0
+                          ? l2(static_cast<double>(a->heads) / static_cast<double>(heads))
                           : 0.0;
-    const double d2 = dq * dq + dk * dk + dg * dg + dh * dh;
-    if (d2 == 0) return a.tflops;
+    return dg * dg + dh * dh;
+  };
+  double best_f = std::numeric_limits<double>::infinity();
+  for (const auto* a : pts) best_f = std::min(best_f, family_d2(a));
+  std::erase_if(pts, [&](const AttentionPoint* a) { return family_d2(a) != best_f; });
+  // Within the family: the block's (log2 Sq, log2 Sk) clamped to the points' range, then the
+  // weighted geometric mean of its nearest points (weights 1 / distance^2), an exact match being
+  // that point's rate. Outside the grid the edge's rate holds, never a blend of far points.
+  double q_lo = std::numeric_limits<double>::infinity(), q_hi = -q_lo, k_lo = q_lo, k_hi = -q_lo;
+  for (const auto* a : pts) {
+    q_lo = std::min(q_lo, l2(static_cast<double>(a->sq)));
+    q_hi = std::max(q_hi, l2(static_cast<double>(a->sq)));
+    k_lo = std::min(k_lo, l2(static_cast<double>(a->sk)));
+    k_hi = std::max(k_hi, l2(static_cast<double>(a->sk)));
+  }
+  const double lq = std::clamp(l2(static_cast<double>(sq)), q_lo, q_hi);
+  const double lk = std::clamp(l2(static_cast<double>(sk)), k_lo, k_hi);
+  std::vector<std::pair<double, double>> near;  // (distance^2, TF/s)
+  for (const auto* a : pts) {
+    const double dq = l2(static_cast<double>(a->sq)) - lq, dk = l2(static_cast<double>(a->sk)) - lk;
+    near.emplace_back(dq * dq + dk * dk, a->tflops);
+  }
+  constexpr size_t kNearest = 3;
+  std::sort(near.begin(), near.end());
+  if (near.size() > kNearest) near.resize(kNearest);
+  if (near.front().first == 0) return near.front().second;
+  double wsum = 0, lsum = 0;
+  for (const auto& [d2, tf] : near) {
     wsum += 1 / d2;
-    lsum += std::log(a.tflops) / d2;
+    lsum += std::log(tf) / d2;
   }
   return std::exp(lsum / wsum);
 }

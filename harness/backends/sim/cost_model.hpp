@@ -4,11 +4,12 @@
 //   - attention: its mask-aware FLOPs (DESIGN.md's convention) at the rate interpolated from the
 //     profile's attention points, times share_factor when a transfer may run beside it
 //     (OpRecord::comm_in_flight on the compute stream). A causal block whose every pair is
-//     visible counts as full. The rate at (Sq, Sk, gqa, heads = B·H) is interpolated over the
-//     points of the block's mask and of the nearest head_dim (log2 distance): the weighted
-//     geometric mean of their TF/s with weights 1 / distance^2 in (log2 Sq, log2 Sk, log2 gqa,
-//     log2 heads; heads left out where a point does not give it), an exact match being that
-//     point's rate; so it always lies within the points' range (clamped outside).
+//     visible counts as full. The rate at (Sq, Sk, gqa, heads = B·H) comes from the points of
+//     the block's mask, of the nearest head_dim and then of the nearest (gqa, heads) family
+//     (log2 distances; heads left out where a point does not give it): the block's (log2 Sq,
+//     log2 Sk) is clamped to that family's range and the rate is the weighted geometric mean of
+//     its 3 nearest points (weights 1 / distance^2), an exact match being that point's rate.
+//     So it lies within the points' range, and beyond the grid the edge's rate holds.
 //     Without points (or none of the block's mask): the profile's peak_tflops.
 //   - p2p, all-to-all, all-gather: the curve of the op's collective on its link class, at the
 //     bytes the rank sends to its peers (p2p: the larger of sent and received), interpolated
