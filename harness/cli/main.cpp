@@ -107,6 +107,16 @@ int cmd_attend(const AttendOptions& o) {
   if (q->shape[1] % k->shape[1] != 0)
     return fail(fmt::format("{} has {} heads, not a multiple of the {} kv heads of {}", o.q,
                             q->shape[1], k->shape[1], o.k));
+  // NaN or Inf in an input makes every output it reaches meaningless: say where, and stop.
+  for (auto [a, p] : {std::pair{&*q, o.q}, std::pair{&*k, o.k}, std::pair{&*v, o.v}})
+    for (size_t i = 0; i < a->data.size(); ++i)
+      if (!std::isfinite(a->data[i])) {
+        const int64_t d = a->shape[2], h = a->shape[1];
+        const auto e = static_cast<int64_t>(i);
+        return fail(fmt::format("{}: element [{}, {}, {}] is {}: inputs must be finite", p,
+                                e / (h * d), (e / d) % h, e % d,
+                                std::isnan(a->data[i]) ? "NaN" : "Inf"));
+      }
   Workload w;
   w.batch = 1;
   w.new_tokens = q->shape[0];
@@ -160,8 +170,9 @@ int cmd_attend(const AttendOptions& o) {
   std::printf("%s %s cp=%d %s: %.3f ms (cpu wall clock)", o.strategy.c_str(), o.layout.c_str(),
               o.cp, w.str().c_str(), ts.median * 1e3);
   if (res->verify.ran)
-    std::printf(", vs fp64 reference: max_abs_err %.3g max_rel_err %.3g %s", res->verify.max_abs_err,
-                res->verify.max_rel_err, res->verify.passed() ? "ok" : "WRONG");
+    std::printf(", vs fp64 reference: max_abs_err %.3g max_rel_err %.3g %s%s", res->verify.max_abs_err,
+                res->verify.max_rel_err, res->verify.passed() ? "ok" : "WRONG",
+                res->verify.finite ? "" : " (NaN or Inf in the output)");
   std::printf("\n");
   if (!res->strategy_detail.is_null())
     std::printf("strategy detail: %s\n",

@@ -20,12 +20,15 @@ Expected<FaultSpec> parse_fault(const std::string& text) {
     return true;
   };
   CPB_REQUIRE((parts.size() == 2 || parts.size() == 3) &&
-                  (parts[0] == "throw" || parts[0] == "hang") && number(parts[1], &f.rank) &&
+                  (parts[0] == "throw" || parts[0] == "hang" || parts[0] == "nan") &&
+                  number(parts[1], &f.rank) &&
                   (parts.size() == 2 || number(parts[2], &f.point)),
-              "CPBENCH_FAULT='{}': expected KIND:RANK[:POINT] with KIND throw or hang, RANK and "
-              "POINT whole numbers (e.g. hang:1:0)",
+              "CPBENCH_FAULT='{}': expected KIND:RANK[:POINT] with KIND throw, hang or nan, RANK "
+              "and POINT whole numbers (e.g. hang:1:0)",
               text);
-  f.kind = parts[0] == "throw" ? FaultSpec::Kind::throw_exception : FaultSpec::Kind::hang;
+  f.kind = parts[0] == "throw"  ? FaultSpec::Kind::throw_exception
+           : parts[0] == "hang" ? FaultSpec::Kind::hang
+                                : FaultSpec::Kind::nan_output;
   return f;
 }
 

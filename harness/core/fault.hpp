@@ -5,8 +5,10 @@
 //   throw  the rank's thread throws a C++ exception (a bug in a strategy or a kernel wrapper);
 //   hang   the rank stops issuing work and waits, as a rank stuck in a collective that never
 //          completes: its peers time out (timeout_s) and abort the point (the cuda backend
-//          through ncclCommAbort), which releases it.
-// Either way the point is recorded `error` within the timeout and the sweep goes on.
+//          through ncclCommAbort), which releases it;
+//   nan    the point runs, then a NaN lands in the rank's output (a kernel that went wrong).
+// A throw or a hang is recorded `error` within the timeout, a NaN `wrong` by the verification;
+// either way the sweep goes on.
 #pragma once
 
 #include <string>
@@ -16,7 +18,7 @@
 namespace cpb {
 
 struct FaultSpec {
-  enum class Kind { none, throw_exception, hang } kind = Kind::none;
+  enum class Kind { none, throw_exception, hang, nan_output } kind = Kind::none;
   int rank = 0;
   int point = -1;  // -1: every point
   bool armed_for(int point_index) const {

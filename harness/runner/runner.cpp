@@ -458,8 +458,9 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
       // An injected fault strikes at the first op of the second iteration (of the first when
       // there is one): mid-point, with NCCL's connections already made, so that what the peers
       // wait for is a transfer (the rank's own first send) and not a connection.
-      if (spec.fault.kind != FaultSpec::Kind::none && spec.fault.rank == rank &&
-          it == std::min(1, total_iters - 1))
+      if ((spec.fault.kind == FaultSpec::Kind::throw_exception ||
+           spec.fault.kind == FaultSpec::Kind::hang) &&
+          spec.fault.rank == rank && it == std::min(1, total_iters - 1))
         ex.arm_fault(spec.fault.kind, 0);
       if (it == total_iters - spec.iterations) ex.reset_host_calls();
       CPB_ASSIGN_OR_RETURN(double seconds, one(/*eager=*/first || !rep.graph));
@@ -477,6 +478,10 @@ Expected<ExecResult> execute_point(const ExecSpec& spec) {
     rep.peak_memory_bytes = ex.peak_memory_bytes();
     rep.minimum_memory_bytes = ex.minimum_memory_bytes();
 
+    if (spec.fault.kind == FaultSpec::Kind::nan_output && spec.fault.rank == rank) {
+      const float nan[] = {std::numeric_limits<float>::quiet_NaN()};
+      CPB_TRY(ex.write(ob, 0, nan));
+    }
     // Outputs first: the variants below leave wrong values behind.
     if (computes) {
       std::vector<float> o(static_cast<size_t>(io.o.elems())),

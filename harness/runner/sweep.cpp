@@ -396,9 +396,16 @@ int run_sweep(const SweepOptions& opts) {
       } else {
         bool wrong = res->verify.ran && !res->verify.passed();
         rec = point_record(p, backend.name, wrong ? "wrong" : "ok",
-                           wrong ? fmt::format("verification failed: max_rel_err {:.3g} > {:.3g}",
-                                               res->verify.max_rel_err, res->verify.tolerance)
-                                 : "",
+                           !wrong                ? ""
+                           : !res->verify.finite ? std::string(
+                                                       "verification failed: NaN or Inf in the "
+                                                       "output (or -inf LSE where the reference "
+                                                       "has a finite one)")
+                                                 : fmt::format(
+                                                       "verification failed: max_rel_err {:.3g} > "
+                                                       "{:.3g}",
+                                                       res->verify.max_rel_err,
+                                                       res->verify.tolerance),
                            &*res, brief, repro);
         if (root && !res->ranks.empty() && !res->ranks[0].trace.empty()) {
           std::error_code ec;

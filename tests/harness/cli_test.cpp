@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <memory>
@@ -427,6 +428,13 @@ TEST_F(Cli, AttendRejectsBadNpy) {
   ASSERT_TRUE(write_npy(flat, {4 * 2 * 8}, in.k.data()).ok());
   auto v3 = (dir_ / "v3.npy").string();
   ASSERT_TRUE(write_npy(v3, {2, 2, 8}, in.v.data()).ok());
+  // A NaN in Q and an Inf in V: refused with where they are.
+  std::vector<float> nan_q = in.q, inf_v = in.v;
+  nan_q[static_cast<size_t>((2 * 4 + 1) * 8 + 5)] = std::numeric_limits<float>::quiet_NaN();
+  inf_v[static_cast<size_t>((3 * 2 + 0) * 8 + 2)] = -std::numeric_limits<float>::infinity();
+  auto qn = (dir_ / "qn.npy").string(), vi = (dir_ / "vi.npy").string();
+  ASSERT_TRUE(write_npy(qn, {4, 4, 8}, nan_q.data()).ok());
+  ASSERT_TRUE(write_npy(vi, {4, 2, 8}, inf_v.data()).ok());
   auto o = (dir_ / "o.npy").string();
   struct Case {
     std::string args, expect;
@@ -440,6 +448,8 @@ TEST_F(Cli, AttendRejectsBadNpy) {
       {"--q " + q + " --k " + k + " --v " + v + " --layout nope", "unknown layout"},
       {"--q " + q + " --k " + k + " --v " + v + " --cp 0", "--cp"},
       {"--q " + q + " --k " + k + " --v " + v + " --cp 3 --layout zigzag", "multiple of 6"},
+      {"--q " + qn + " --k " + k + " --v " + v, "qn.npy: element [2, 1, 5] is NaN"},
+      {"--q " + q + " --k " + k + " --v " + vi, "vi.npy: element [3, 0, 2] is Inf"},
   };
   for (const auto& c : cases) {
     CmdResult r = cpbench("attend " + c.args + " --out " + o);

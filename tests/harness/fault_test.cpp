@@ -29,6 +29,9 @@ TEST(FaultSpec, Parses) {
   ASSERT_TRUE(f.ok());
   EXPECT_EQ(f->kind, FaultSpec::Kind::throw_exception);
   EXPECT_TRUE(f->armed_for(0) && f->armed_for(7));
+  f = parse_fault("nan:2");
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->kind, FaultSpec::Kind::nan_output);
   f = parse_fault("");
   ASSERT_TRUE(f.ok());
   EXPECT_FALSE(f->armed_for(0));
@@ -97,6 +100,22 @@ TEST(Fault, ARankThatHangsFailsOnlyItsPointWithinTheTimeout) {
   // The peer waiting for rank 1 gives up after timeout_s (1 s) and names it.
   expect_only_point_2_failed(o, "from rank 1: a rank hung");
   EXPECT_LT(o.seconds, 30) << "the sweep took too long: something waited for more than the timeout";
+}
+
+TEST(Fault, ANanInARanksOutputIsCaughtByTheVerification) {
+  Outcome o = run_with_fault("nan:1:2");
+  EXPECT_EQ(o.cmd.code, 1) << o.cmd.out;
+  ASSERT_EQ(o.records.size(), 6u) << o.cmd.out;
+  for (const auto& r : o.records) {
+    if (r["index"] == 2) {
+      EXPECT_EQ(r["status"], "wrong") << r.dump();
+      EXPECT_NE(r["error"].get<std::string>().find("NaN or Inf in the output"), std::string::npos)
+          << r["error"];
+      EXPECT_FALSE(r["verify"]["finite"].get<bool>());
+    } else {
+      EXPECT_EQ(r["status"], "ok") << r.dump();
+    }
+  }
 }
 
 TEST(Fault, MalformedSwitchIsRefusedBeforeAnythingRuns) {
