@@ -4,8 +4,10 @@
 # point: Mann-Whitney U on the per-iteration times plus a relative threshold). Exit 0: no
 # significant regression; 1: a regression, or a point that passed in the baseline failed now;
 # 2: bad input, no GPU (without --sim), or no baseline for this machine yet.
-# With --update the run becomes the machine's baseline instead (commit the baseline file and say
-# in the commit which run it came from).
+# With --update the sweep runs twice and the two runs become the machine's baseline instead: the
+# first run's samples and, per point, how far the two runs' medians lay apart, which raises that
+# point's threshold (between runs a GPU's state moves every sample of a point together, which
+# one run cannot show). Commit the baseline file and say in the commit which runs it came from.
 #
 # Usage: scripts/regression.sh [--sim] [--profile FILE] [--update] [--threshold X] [--alpha A]
 #                              [--out DIR]
@@ -82,13 +84,17 @@ if [[ -z $exe ]]; then
   exe=build/release/cpbench
 fi
 [[ -x $exe ]] || { echo "regression: CPBENCH=$exe is not an executable" >&2; exit 2; }
-run_dir=$out/regression-$(date -u +%Y%m%dT%H%M%SZ)
-run_rc=0
-"$exe" run experiments/ci/regression.yaml "${run_args[@]}" --run-dir "$run_dir" --quiet || run_rc=$?
-if ((run_rc != 0 && run_rc != 1)); then
-  echo "regression: the sweep did not finish (exit $run_rc)" >&2
-  exit 2
-fi
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+run_dir=$out/regression-$stamp
+sweep() {  # sweep RUN_DIR: runs the experiment into RUN_DIR, sets run_rc
+  run_rc=0
+  "$exe" run experiments/ci/regression.yaml "${run_args[@]}" --run-dir "$1" --quiet || run_rc=$?
+  if ((run_rc != 0 && run_rc != 1)); then
+    echo "regression: the sweep did not finish (exit $run_rc)" >&2
+    exit 2
+  fi
+}
+sweep "$run_dir"
 # run_rc 1 (a point invalid, failed or wrong) goes on: compare reports such points against the
 # baseline, and an update refuses to record them as the reference.
 if ((update)); then
@@ -96,9 +102,15 @@ if ((update)); then
     echo "regression: not updating $baseline: some point of $run_dir failed (exit $run_rc)" >&2
     exit 1
   fi
+  second=$out/regression-$stamp-second
+  sweep "$second"
+  if ((run_rc != 0)); then
+    echo "regression: not updating $baseline: some point of $second failed (exit $run_rc)" >&2
+    exit 1
+  fi
   mkdir -p results/baselines
-  "$exe" compare --write-baseline "$baseline" "$run_dir"
-  echo "regression: wrote $baseline from $run_dir"
+  "$exe" compare --write-baseline "$baseline" "$run_dir" "$second"
+  echo "regression: wrote $baseline from $run_dir and $second"
   exit 0
 fi
 "$exe" compare "$baseline" "$run_dir" ${compare_args[@]+"${compare_args[@]}"}

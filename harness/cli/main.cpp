@@ -192,12 +192,9 @@ struct CompareCliOptions {
 
 int cmd_compare(const CompareCliOptions& o) {
   if (!o.write_baseline.empty()) {
-    if (o.inputs.size() != 1)
-      return fail(
-          fmt::format("compare --write-baseline OUT.json takes one run folder, got {} "
-                      "paths",
-                      o.inputs.size()));
-    if (Status st = write_baseline(o.inputs[0], o.write_baseline, o.metric); !st.ok())
+    if (o.inputs.empty())
+      return fail("compare --write-baseline OUT.json takes one or more run folders");
+    if (Status st = write_baseline(o.inputs, o.write_baseline, o.metric); !st.ok())
       return fail(st.error().str());
     std::printf("wrote baseline %s from %s\n", o.write_baseline.c_str(), o.inputs[0].c_str());
     return 0;
@@ -364,7 +361,7 @@ int run_main(int argc, char** argv) {
   compare
       ->add_option("inputs", co.inputs,
                    "BASE NEW: run folders, results.jsonl or baseline files (with "
-                   "--write-baseline: the one run folder to make it from)")
+                   "--write-baseline: the run folders to make it from)")
       ->required();
   compare
       ->add_option("--threshold", co.stats.threshold,
@@ -379,7 +376,9 @@ int run_main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"time", "time_compute_only", "time_comm_only"}));
   compare->add_option("--write-baseline", co.write_baseline,
-                      "Write a baseline file (cpbench.baseline/1) from one run folder instead");
+                      "Write a baseline file (cpbench.baseline/1) from run folders instead (two or "
+                      "more runs of the same code: each point's between-run spread is kept and "
+                      "raises its threshold)");
 
   std::string report_dir;
   auto* report =

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -318,7 +319,14 @@ Expected<ResultSet> result_set_from_baseline(const nlohmann::json& doc, const st
     const std::string id = p["id"].get<std::string>();
     CPB_REQUIRE(seen.insert(id).second, "{}: point {} appears twice", source, id);
     CPB_ASSIGN_OR_RETURN(auto samples, samples_of(p, id, source, "the point"));
-    rs.points.push_back({id, p.value("config", nlohmann::json::object()), std::move(samples)});
+    double spread = 0;
+    if (const auto s = p.find("between_run_spread"); s != p.end()) {
+      CPB_REQUIRE(s->is_number() && s->get<double>() >= 0 && std::isfinite(s->get<double>()),
+                  "{}: point {}: between_run_spread must be a number >= 0", source, id);
+      spread = s->get<double>();
+    }
+    rs.points.push_back(
+        {id, p.value("config", nlohmann::json::object()), std::move(samples), spread});
   }
   return rs;
 }
@@ -357,8 +365,11 @@ Expected<ResultSet> load_result_set(const std::string& path, const std::string& 
 
 nlohmann::json baseline_json(const ResultSet& rs, const nlohmann::json& source_info) {
   nlohmann::json pts = nlohmann::json::array();
-  for (const auto& p : rs.points)
-    pts.push_back({{"id", p.id}, {"config", p.config}, {"samples", p.samples}});
+  for (const auto& p : rs.points) {
+    nlohmann::json j = {{"id", p.id}, {"config", p.config}, {"samples", p.samples}};
+    if (p.spread > 0) j["between_run_spread"] = p.spread;
+    pts.push_back(std::move(j));
+  }
   return {{"schema", kBaselineSchema},
           {"metric", rs.metric},
           {"machine", rs.machine},
@@ -366,12 +377,35 @@ nlohmann::json baseline_json(const ResultSet& rs, const nlohmann::json& source_i
           {"points", std::move(pts)}};
 }
 
-Status write_baseline(const std::string& run, const std::string& out, const std::string& metric) {
+Status write_baseline(const std::vector<std::string>& runs, const std::string& out,
+                      const std::string& metric) {
+  CPB_REQUIRE(!runs.empty(), "a baseline is made from at least one run folder");
+  const std::string& run = runs.front();
   std::error_code ec;
+  for (const auto& r : runs)
+    CPB_REQUIRE(fs::is_directory(r, ec) || fs::path(r).extension() == ".jsonl",
+                "{}: a baseline is made from run folders or results.jsonl files", r);
   const bool folder = fs::is_directory(run, ec);
-  CPB_REQUIRE(folder || fs::path(run).extension() == ".jsonl",
-              "{}: a baseline is made from a run folder or a results.jsonl", run);
   CPB_ASSIGN_OR_RETURN(ResultSet rs, load_result_set(run, metric));
+  // More runs of the same code on the same machine: each point's spread of the medians.
+  std::vector<std::string> sources = {run};
+  std::map<std::string, std::pair<double, double>> range;  // point -> lowest, highest median
+  for (const auto& p : rs.points) range[p.id] = {median_of(p.samples), median_of(p.samples)};
+  for (size_t i = 1; i < runs.size(); ++i) {
+    CPB_ASSIGN_OR_RETURN(ResultSet more, load_result_set(runs[i], metric));
+    CPB_TRY(check_same_machine(rs, more));
+    for (const auto& p : more.points)
+      if (auto r = range.find(p.id); r != range.end()) {
+        const double m = median_of(p.samples);
+        r->second = {std::min(r->second.first, m), std::max(r->second.second, m)};
+      }
+    sources.push_back(runs[i]);
+  }
+  for (auto& p : rs.points) {
+    const double first = median_of(p.samples);
+    const auto [lo, hi] = range[p.id];
+    p.spread = first > 0 ? (hi - lo) / first : 0;
+  }
   CPB_REQUIRE(!rs.points.empty(), "{}: no point with status ok: nothing to make a baseline of",
               run);
   CPB_ASSIGN_OR_RETURN(auto manifest,
@@ -382,6 +416,7 @@ Status write_baseline(const std::string& run, const std::string& out, const std:
   const nlohmann::json git =
       prov.is_object() ? prov.value("git", nlohmann::json::object()) : nlohmann::json::object();
   nlohmann::json source = {{"path", run},
+                           {"runs", sources},
                            {"name", manifest.value("name", "")},
                            {"started", manifest.value("started", "")},
                            {"git_sha", git.is_object() ? git.value("sha", "unknown") : "unknown"}};
@@ -418,7 +453,10 @@ Comparison compare_results(const ResultSet& base, const ResultSet& fresh,
     pc.new_median = median_of(n.samples);
     pc.change = pc.base_median > 0 ? pc.new_median / pc.base_median - 1 : 0;
     pc.mw = mann_whitney(b.samples, n.samples);
-    pc.verdict = classify(pc.mw, pc.base_median, pc.new_median, pc.n_base, pc.n_new, opts);
+    CompareOptions mine = opts;
+    mine.threshold = std::max(opts.threshold, b.spread);
+    pc.threshold = mine.threshold;
+    pc.verdict = classify(pc.mw, pc.base_median, pc.new_median, pc.n_base, pc.n_new, mine);
     c.regressions += pc.verdict == Verdict::regression;
     c.improvements += pc.verdict == Verdict::improvement;
     c.points.push_back(std::move(pc));
@@ -455,6 +493,9 @@ std::string render_markdown(const Comparison& c, const ResultSet& base, const Re
         l.strategy, l.layout, l.cp, l.tokens, l.other.empty() ? "" : l.other,
         fmt_seconds(p.base_median), fmt_seconds(p.new_median), p.change * 100, pv, p.n_base,
         p.n_new, bold ? "**" : "", to_string(p.verdict), bold ? "**" : "");
+    if (p.threshold > opts.threshold)
+      s.insert(s.size() - 2, fmt::format(" (threshold {:.1f}%: runs of BASE differed so much)",
+                                         p.threshold * 100));
   }
   auto list = [&](const char* title, const std::vector<PointSamples>& pts, bool with_status) {
     if (pts.empty()) return;

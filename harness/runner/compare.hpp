@@ -56,6 +56,11 @@ struct PointSamples {
   std::string id;
   nlohmann::json config;  // the record's config (strategy, layout, cp, new_tokens, ...)
   std::vector<double> samples;
+  // Baselines made from several runs of the same code: how far their medians lay apart,
+  // (max - min) / the first run's median. Between runs a machine's state moves every sample
+  // together (clocks, placement), which one run's samples cannot show; a change must exceed
+  // this as well as the threshold to count. 0 for a baseline of one run.
+  double spread = 0;
 };
 
 // One side of a comparison: the points whose last record is "ok", in order of first appearance.
@@ -89,14 +94,18 @@ Expected<ResultSet> result_set_from_baseline(const nlohmann::json& doc, const st
 Expected<ResultSet> load_result_set(const std::string& path, const std::string& metric);
 
 nlohmann::json baseline_json(const ResultSet& rs, const nlohmann::json& source_info);
-// Writes the baseline of the run folder (or results.jsonl) `run` to `out` atomically.
-Status write_baseline(const std::string& run, const std::string& out, const std::string& metric);
+// Writes the baseline of the run folders (or results.jsonl files) `runs` to `out` atomically:
+// the first run's samples, and with two or more runs (of the same machine) each point's
+// between-run spread of the medians.
+Status write_baseline(const std::vector<std::string>& runs, const std::string& out,
+                      const std::string& metric);
 
 struct PointComparison {
   std::string id;
   nlohmann::json config;
   double base_median = 0, new_median = 0;
-  double change = 0;  // new_median / base_median - 1
+  double change = 0;     // new_median / base_median - 1
+  double threshold = 0;  // the one applied: max(--threshold, the baseline's between-run spread)
   size_t n_base = 0, n_new = 0;
   MannWhitney mw;
   Verdict verdict = Verdict::same;

@@ -424,6 +424,37 @@ TEST_F(CompareCli, BaselineFileRoundTrips) {
   EXPECT_EQ(r.code, 2) << r.out;
 }
 
+// A baseline of two runs whose medians lay 8% apart (the between-run noise of short GPU points)
+// raises that point's threshold to 8%: a later run 6% slower is not a regression, one 15% slower
+// still is; the other point, whose runs agreed, keeps the 5% threshold.
+TEST_F(CompareCli, BaselineOfTwoRunsCarriesTheirSpread) {
+  const std::string first = run("first", 1e-3, 2e-3);
+  const std::string second = run("second", 1.08e-3, 2e-3);
+  const std::string file = (tmp_.path() / "two.json").string();
+  auto r = cpbench("compare --write-baseline " + file + " " + first + " " + second);
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream in(file);
+  const nlohmann::json doc = nlohmann::json::parse(in);
+  ASSERT_EQ(doc["points"].size(), 2u);
+  const double spread_a = doc["points"][0].value("between_run_spread", 0.0);
+  EXPECT_NEAR(spread_a, 0.08, 0.02);
+  EXPECT_LT(doc["points"][1].value("between_run_spread", 0.0), 0.02);
+  EXPECT_EQ(doc["source"]["runs"].size(), 2u);
+  r = cpbench("compare " + file + " " + run("six", 1.06e-3, 2e-3));
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("runs of BASE differed so much"), std::string::npos) << r.out;
+  r = cpbench("compare " + file + " " + run("fifteen", 1.15e-3, 2e-3));
+  EXPECT_EQ(r.code, 1) << r.out;
+  r = cpbench("compare " + file + " " + run("b_slow", 1e-3, 2.2e-3));
+  EXPECT_EQ(r.code, 1) << r.out;
+  // Runs of different machines do not make one baseline.
+  const std::string h100 = run("h100", 1e-3, 2e-3, "NVIDIA H100 80GB HBM3");
+  r = cpbench("compare --write-baseline " + (tmp_.path() / "mixed.json").string() + " " + first +
+              " " + h100);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_FALSE(fs::exists(tmp_.path() / "mixed.json"));
+}
+
 // `report` hands over to python3 -m analysis.report in the source tree; $CPBENCH_PYTHON picks the
 // interpreter, so echo and false stand in for it here.
 TEST(ReportCli, RunsTheAnalysisModuleAndPassesItsExitCode) {
