@@ -64,9 +64,11 @@ struct Grid {
   int max_batch = 0;
   int64_t rotate_bytes = 0;  // compute ops cycle through at least this much memory per buffer
   // After each timed sample every rank idles this many times the sample's duration (at most
-  // 0.25 s): busy without a break for the whole grid, a GPU's clocks fall (power and heat: the
-  // same 32K causal block measured 15% slower late in a run than early), which a sweep's points,
-  // with the host's work between them, do not see; 1 runs the GPU at about half duty.
+  // 0.25 s): busy without a break for the whole grid, a GPU's clocks fall (power and heat; on 2x
+  // H200 a 32K causal block's five samples went from 6.7 to 7.4 ms, and the grid's >= 8K blocks
+  // measured 6.5% slower in the median, up to 24%, than with the gaps:
+  // results/sim/validation-calibrated-h200x2/), which a sweep's points, with the host's work
+  // between them, do not see; 1 runs the GPU at about half duty.
   double idle_ratio = 0;
 };
 

@@ -240,6 +240,15 @@ bool Executor::is_comm(OpKind k) {
   return k == OpKind::p2p || k == OpKind::all_to_all || k == OpKind::all_gather;
 }
 
+std::map<std::string, HostCalls> Executor::host_calls() const {
+  std::map<std::string, HostCalls> out;
+  for (int k = 0; k <= kOpKinds; ++k)
+    if (host_calls_[static_cast<size_t>(k)].calls > 0)
+      out[k == kOpKinds ? "event" : std::string(to_string(static_cast<OpKind>(k)))] =
+          host_calls_[static_cast<size_t>(k)];
+  return out;
+}
+
 Status Executor::wait_for_abort() {
   return CPB_ERROR("injected hang (CPBENCH_FAULT) on rank {}, which has no peers", rank_);
 }
@@ -267,7 +276,7 @@ Status Executor::issue(OpRecord rec, const std::function<Status()>& launch) {
     range_push(rec);
     const auto begin = std::chrono::steady_clock::now();
     Status st = launch();
-    auto& hc = host_calls_[std::string(to_string(rec.kind))];
+    auto& hc = host_calls_[static_cast<size_t>(rec.kind)];
     hc.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
     hc.calls += 1;
     range_pop();
@@ -455,7 +464,7 @@ template <class F>
 void Executor::timed_event_call(F&& call) {
   const auto begin = std::chrono::steady_clock::now();
   call();
-  auto& hc = host_calls_["event"];
+  auto& hc = host_calls_[kOpKinds];
   hc.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   hc.calls += 1;
 }

@@ -11,6 +11,7 @@
 // sim backend replays and the tests check closed forms against).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -108,6 +109,8 @@ struct Event {
 };
 
 enum class OpKind { attention, merge, reset, copy, p2p, all_to_all, all_gather };
+inline constexpr int kOpKinds = 7;
+static_assert(static_cast<int>(OpKind::all_gather) + 1 == kOpKinds, "kOpKinds counts OpKind");
 std::string_view to_string(OpKind k);
 
 // What one op moves to or from one peer (p2p and all-to-all; the rank itself never appears).
@@ -307,8 +310,8 @@ class Executor {
   }
   const Accounting& accounting() const { return acct_; }
   // Keyed by op kind name, plus "event" (record and wait).
-  const std::map<std::string, HostCalls>& host_calls() const { return host_calls_; }
-  void reset_host_calls() { host_calls_.clear(); }
+  std::map<std::string, HostCalls> host_calls() const;
+  void reset_host_calls() { host_calls_ = {}; }
 
  protected:
   virtual Status do_alloc(Buf b, ElemKind kind, int64_t elems) = 0;
@@ -376,7 +379,8 @@ class Executor {
   bool comm_in_flight_ = false;    // OpRecord::comm_in_flight of the next op
   std::vector<int> pending_waits_[2];
   Accounting acct_;
-  std::map<std::string, HostCalls> host_calls_;
+  // By OpKind, then event record/wait: counted on every op, so an array, not a map.
+  std::array<HostCalls, kOpKinds + 1> host_calls_{};
   FaultSpec::Kind fault_ = FaultSpec::Kind::none;
   int fault_countdown_ = 0;
   bool skip_compute_ = false, skip_comm_ = false;

@@ -1,40 +1,17 @@
 // The memory probe (memory_probe.hpp): an executor that allocates and runs nothing.
 #include "harness/runner/memory_probe.hpp"
 
+#include "harness/core/null_executor.hpp"
 #include "strategies/strategy.hpp"
 
 namespace cpb {
 namespace {
 
-class MemoryProbe final : public Executor {
+class MemoryProbe final : public NullOpsExecutor {
  public:
-  MemoryProbe(int rank, int world, DType dtype) : Executor(rank, world, dtype) {}
+  using NullOpsExecutor::NullOpsExecutor;
   std::string_view backend() const override { return "probe"; }
-  Status write(Buf, int64_t, std::span<const float>) override { return {}; }
-  Status read(Buf, int64_t, std::span<float>) override { return {}; }
-  Status fill_random(const View&, const RandomFill&) override { return {}; }
-  Status synchronize() override { return {}; }
-  Status barrier() override { return {}; }
-  Status timer_start() override { return {}; }
-  Expected<double> timer_stop() override { return 0.0; }
   std::string_view clock() const override { return "none"; }
-
- protected:
-  Status do_alloc(Buf, ElemKind, int64_t) override { return {}; }
-  Status do_attention(Stream, const AttnArgs&) override { return {}; }
-  Status do_merge(Stream, const MergeArgs&) override { return {}; }
-  Status do_reset(Stream, View, View) override { return {}; }
-  Status do_copy(Stream, Range, Range) override { return {}; }
-  Status do_copy_view(Stream, View, View) override { return {}; }
-  Status do_p2p(Stream, std::span<const P2POp>) override { return {}; }
-  Status do_all_to_all(Stream, std::span<const Range>, std::span<const Range>) override {
-    return {};
-  }
-  Status do_all_gather(Stream, Range, Range) override { return {}; }
-  void do_record(Stream, Event) override {}
-  void do_wait(Stream, Event) override {}
-  void do_mark(Stream, int) override {}
-  Expected<double> do_mark_seconds(int) override { return 0.0; }
 };
 
 }  // namespace

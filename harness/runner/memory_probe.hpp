@@ -14,8 +14,10 @@
 
 namespace cpb {
 
-// What a rank's GPU holds besides cpbench's buffers while a point runs, at most: the CUDA
-// context (about 0.5 GiB), NCCL's buffers and the cache-flush buffer.
+// An allowance, not a measurement, for what a rank's GPU holds besides cpbench's buffers while a
+// point runs: the CUDA context (commonly about 0.5 GiB), NCCL's buffers and the cache-flush buffer
+// (twice the L2). A point within it of the free memory may still fail to allocate; it is then
+// recorded as an error, not a crash.
 inline constexpr int64_t kGpuOverheadBytes = int64_t{3} << 29;  // 1.5 GiB
 
 // cpbench's allocations on `rank` for this point (peak_memory_bytes of the real run).

@@ -8,6 +8,7 @@
 
 #include "harness/backends/cpu/cpu_executor.hpp"
 #include "harness/backends/sim/engine.hpp"
+#include "harness/core/null_executor.hpp"
 
 namespace cpb::sim {
 namespace {
@@ -23,21 +24,12 @@ struct SimShared {
   Timeline timeline;
 };
 
-class SimExecutor final : public Executor {
+class SimExecutor final : public NullOpsExecutor {
  public:
   SimExecutor(SimShared& shared, int rank, DType dtype)
-      : Executor(rank, shared.cpu.size(), dtype), sh_(shared) {}
+      : NullOpsExecutor(rank, shared.cpu.size(), dtype), sh_(shared) {}
   std::string_view backend() const override { return "sim"; }
 
-  Status write(Buf, int64_t, std::span<const float>) override { return {}; }
-  Status read(Buf, int64_t, std::span<float> out) override {
-    std::fill(out.begin(), out.end(), 0.0f);
-    return {};
-  }
-  Status fill_random(const View& dst, const RandomFill&) override {
-    return check_view(dst, ElemKind::act, "fill_random");
-  }
-  Status synchronize() override { return {}; }
   Status barrier() override { return sh_.cpu.barrier(rank()); }
   Status timer_start() override {
     log_ = {};
@@ -51,17 +43,6 @@ class SimExecutor final : public Executor {
   std::string_view clock() const override { return "sim"; }
 
  protected:
-  Status do_alloc(Buf, ElemKind, int64_t) override { return {}; }
-  Status do_attention(Stream, const AttnArgs&) override { return {}; }
-  Status do_merge(Stream, const MergeArgs&) override { return {}; }
-  Status do_reset(Stream, View, View) override { return {}; }
-  Status do_copy(Stream, Range, Range) override { return {}; }
-  Status do_copy_view(Stream, View, View) override { return {}; }
-  Status do_p2p(Stream, std::span<const P2POp>) override { return {}; }
-  Status do_all_to_all(Stream, std::span<const Range>, std::span<const Range>) override {
-    return {};
-  }
-  Status do_all_gather(Stream, Range, Range) override { return {}; }
   // The base hands every op that runs (not skipped) to range_push with its record: that is the
   // capture point. Waits and events are tracked here per iteration (the base logs only the
   // first iteration).
