@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# On a GPU machine: build cpbench (Release) and run sweep files on the GPUs while nvidia-smi
+# samples every GPU's SM clock, power, temperature and clock-event reasons, so that a measured
+# run carries the clock state it ran in (the sim's validation needs it: results/sim/). Each
+# console line of the runs gets a Unix timestamp, so points can be placed on the telemetry.
+#
+# Usage: scripts/measure.sh CONFIG.yaml [CONFIG.yaml ...]
+# Environment: OUT (default ./out-measure), BUILD_DIR (default /tmp/cpbench-measure),
+# CPBENCH_GIT_SHA (recorded; from git when unset), TELEMETRY_MS (default 100), RUN_ARGS (extra
+# arguments of `cpbench run`, e.g. "--cuda-graph").
+# Files under $OUT: measure.log (this console, timestamped), build.log, telemetry.csv (one row
+# per GPU per sample), runs.tar.gz (the run folders: records, manifests, traces).
+# Exit status: nonzero when the build or a run failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
+if (($# == 0)); then
+  echo "measure: give one or more sweep files (see the header of $0)" >&2
+  exit 2
+fi
+for f in "$@"; do
+  if [[ ! -f $f ]]; then
+    echo "measure: $f: no such sweep file" >&2
+    exit 2
+  fi
+done
+ms=${TELEMETRY_MS:-100}
+if [[ ! $ms =~ ^[1-9][0-9]*$ ]]; then
+  echo "measure: TELEMETRY_MS must be a whole number >= 1, not '$ms'" >&2
+  exit 2
+fi
+OUT=${OUT:-$PWD/out-measure}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+B=${BUILD_DIR:-/tmp/cpbench-measure}
+if [[ -z "${CPBENCH_GIT_SHA:-}" ]]; then
+  CPBENCH_GIT_SHA=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+fi
+export CPBENCH_GIT_SHA
+exec > >(while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N | cut -c1-14)" "$line"; done \
+  | tee -a "$OUT/measure.log") 2>&1
+echo "measure: git $CPBENCH_GIT_SHA, build dir $B"
+if ! { cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release &&
+       cmake --build "$B" --target cpbench; } > "$OUT/build.log" 2>&1; then
+  grep -m 30 -E "error|Error" "$OUT/build.log" || tail -30 "$OUT/build.log"
+  echo "measure: build failed"
+  exit 1
+fi
+echo "measure: built"
+
+# Field names changed across drivers (clocks_throttle_reasons -> clocks_event_reasons): take the
+# first query this nvidia-smi accepts.
+fields=""
+for reasons in clocks_event_reasons.active clocks_throttle_reasons.active ""; do
+  f="timestamp,index,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu"
+  [[ -n $reasons ]] && f+=",$reasons"
+  if nvidia-smi --query-gpu="$f" --format=csv,noheader > /dev/null 2>&1; then
+    fields=$f
+    break
+  fi
+done
+tele_pid=""
+if [[ -n $fields ]]; then
+  echo "$fields" > "$OUT/telemetry.csv"
+  nvidia-smi --query-gpu="$fields" --format=csv,noheader,nounits -lms "$ms" \
+    >> "$OUT/telemetry.csv" 2>/dev/null &
+  tele_pid=$!
+  echo "measure: telemetry every $ms ms: $fields"
+else
+  echo "measure: nvidia-smi takes none of the telemetry queries: no telemetry.csv"
+fi
+
+rc=0
+read -r -a extra <<< "${RUN_ARGS:-}"
+for f in "$@"; do
+  echo "measure: run $f"
+  "$B/cpbench" run "$f" --out "$OUT/runs" "${extra[@]}"
+  r=$?
+  echo "measure: run $f rc=$r"
+  ((r != 0)) && rc=$r
+done
+[[ -n $tele_pid ]] && kill "$tele_pid" 2>/dev/null
+tar -C "$OUT" -czf "$OUT/runs.tar.gz" runs && rm -rf "$OUT/runs"
+echo "measure: done rc=$rc"
+exit $rc
