@@ -34,6 +34,14 @@ constexpr int64_t kKiB = 1024, kMiB = kKiB * kKiB, kGiB = kMiB * kKiB;
 // A table value is a measured time less launch_us; below this share of the measured time (an op
 // about as short as a launch) it is floored here and flagged, so that no rate becomes infinite.
 constexpr double kMinTableShare = 0.1;
+// Transfers move whole 256-byte units per peer, as the strategies' tensors do: a chunk of
+// bytes / 3 per peer (4 ranks) is only 4-byte aligned, and NCCL copied such buffers at about half
+// the speed (4x H200: an all-to-all of 256 MiB per rank at 158 GB/s against 285 GB/s in the
+// strategies' traces).
+constexpr int64_t kLinkAlignElems = 128;
+// Start times (seconds since the load began) that bound the bins of the sustained-load curves.
+constexpr double kSustainedBins[] = {0,   0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5,
+                                     0.75, 1,   1.5,  2,    3,   4.5, 6,   1e9};
 
 std::vector<int64_t> powers(int64_t from, int64_t to, int64_t step) {
   std::vector<int64_t> v;
@@ -41,12 +49,15 @@ std::vector<int64_t> powers(int64_t from, int64_t to, int64_t step) {
   return v;
 }
 
-// Causal squares; full squares and the 1:2 / 2:1 blocks of the zigzag ring; for every head_dim,
-// GQA ratio and B·H that divides.
+// Causal squares; full squares and the 1:2 / 2:1 blocks of the zigzag ring; full blocks of a few
+// queries (decode: `decode_sq`) against `decode_sk` keys; for every head_dim, GQA ratio and B·H
+// that divides.
 std::vector<AttentionShape> attention_grid(const std::vector<int64_t>& sizes,
                                            const std::vector<int64_t>& dims,
                                            const std::vector<int64_t>& gqas,
-                                           const std::vector<int64_t>& heads) {
+                                           const std::vector<int64_t>& heads,
+                                           const std::vector<int64_t>& decode_sq,
+                                           const std::vector<int64_t>& decode_sk) {
   std::vector<AttentionShape> out;
   const int64_t largest = sizes.back();
   for (int64_t d : dims)
@@ -60,6 +71,8 @@ std::vector<AttentionShape> attention_grid(const std::vector<int64_t>& sizes,
             out.push_back({false, d, g, h, s, 2 * s});
             out.push_back({false, d, g, h, 2 * s, s});
           }
+        for (int64_t q : decode_sq)
+          for (int64_t k : decode_sk) out.push_back({false, d, g, h, q, k});
       }
   return out;
 }
@@ -82,7 +95,17 @@ std::string tokens_text(int64_t t) {
 // ---------------------------------------------------------------------------------------------
 // What one rank measures: series of per-op times, each with the record of its op.
 
-enum class Kind { launch, copy, merge, attention, sendrecv, all_to_all, all_gather, share };
+enum class Kind {
+  launch,
+  copy,
+  merge,
+  attention,
+  sendrecv,
+  all_to_all,
+  all_gather,
+  share,
+  sustained
+};
 
 const char* kind_name(Kind k) {
   switch (k) {
@@ -102,6 +125,8 @@ const char* kind_name(Kind k) {
       return "all_gather";
     case Kind::share:
       return "share";
+    case Kind::sustained:
+      return "sustained";
   }
   return "?";
 }
@@ -111,8 +136,9 @@ struct Series {
   int index = 0;  // into the grid's list of its kind
   int batch = 1;  // ops per timed sample
   OpRecord rec;   // the op as the cost model sees it
-  // Seconds per op of each timed sample; the share factor's series hold three lists: attention
-  // alone, attention beside the transfer, the transfer beside attention.
+  // Seconds per op of each timed sample; the share factor's series hold four lists: attention
+  // alone, attention beside the transfer, the transfer beside attention, the transfer alone; a
+  // sustained-load series two: each op's time and when it began (seconds since the load began).
   std::vector<std::vector<double>> samples;
 };
 
@@ -148,6 +174,7 @@ class RankRun {
         CPB_TRY(measure_link(out, k));
       CPB_TRY(measure_share(out));
     }
+    CPB_TRY(measure_sustained(out));
     return {};
   }
 
@@ -161,7 +188,8 @@ class RankRun {
   // Elements a rank sends to each peer for `bytes` sent in all (activations of 2 bytes).
   int64_t chunk(Kind k, int64_t bytes) const {
     const int64_t n = ex_.world();
-    return k == Kind::sendrecv ? bytes / 2 : bytes / (n - 1) / 2;
+    const int64_t c = k == Kind::sendrecv ? bytes / 2 : bytes / (n - 1) / 2;
+    return c >= kLinkAlignElems ? c / kLinkAlignElems * kLinkAlignElems : c;
   }
   int64_t kv_bytes(const AttentionShape& s) const {
     return 2 * s.sk * (s.heads / s.gqa) * s.head_dim * 2;
@@ -214,14 +242,14 @@ class RankRun {
     return {};
   }
 
-  // One timed sample: `k` ops back to back between the timer marks, then the idle time.
-  Expected<double> sample(int k, const std::function<Status(int)>& op) {
+  // One timed sample: `k` ops back to back between the timer marks, then (idle) the idle time.
+  Expected<double> sample(int k, const std::function<Status(int)>& op, bool idle = true) {
     CPB_TRY(ex_.barrier());
     ex_.begin_iteration();
     CPB_TRY(ex_.timer_start());
     for (int i = 0; i < k; ++i) CPB_TRY(op(i));
     CPB_ASSIGN_OR_RETURN(double t, ex_.timer_stop());
-    if (g_.idle_ratio > 0)
+    if (idle && g_.idle_ratio > 0)
       std::this_thread::sleep_for(std::chrono::duration<double>(std::min(t * g_.idle_ratio, 0.25)));
     return t;
   }
@@ -410,49 +438,88 @@ class RankRun {
     const int64_t c = kv_bytes(s) / 2;
     Series ser;
     ser.kind = Kind::share;
-    ser.samples.resize(3);
-    auto one = [&](bool shared) -> Status {
+    ser.samples.resize(4);
+    // 0: attention alone, 1: attention beside the sendrecv, 2: the transfer alone.
+    auto one = [&](int mode) -> Status {
+      const bool shared = mode == 1, attend = mode != 2;
       CPB_TRY(ex_.barrier());
       ex_.begin_iteration();
       ex_.set_tracing(true);
       CPB_TRY(ex_.timer_start());
-      if (shared) {
+      if (!attend || shared) {
         const P2POp ops[2] = {{P2POp::Kind::send, (r + 1) % n, {b_.a, 0, c}},
                               {P2POp::Kind::recv, (r + n - 1) % n, {b_.b, 0, c}}};
         CPB_TRY(ex_.p2p(Stream::comm, ops, "sendrecv"));
       }
-      ex_.reset_accounting();
-      ex_.set_logging(true);
-      Status att = ex_.attention(Stream::compute, attention_args(s, 0), "attention");
-      ex_.set_logging(false);
-      CPB_TRY(att);
-      ser.rec = ex_.accounting().log.back();
+      if (attend) {
+        ex_.reset_accounting();
+        ex_.set_logging(true);
+        Status att = ex_.attention(Stream::compute, attention_args(s, 0), "attention");
+        ex_.set_logging(false);
+        CPB_TRY(att);
+        ser.rec = ex_.accounting().log.back();
+      }
       CPB_TRY(ex_.timer_stop());
       CPB_TRY(ex_.resolve_trace());
       ex_.set_tracing(false);
       for (const auto& t : ex_.trace()) {
         if (t.kind == OpKind::attention) ser.samples[shared ? 1 : 0].push_back(t.end_s - t.begin_s);
-        if (t.kind == OpKind::p2p) ser.samples[2].push_back(t.end_s - t.begin_s);
+        if (t.kind == OpKind::p2p) ser.samples[shared ? 2 : 3].push_back(t.end_s - t.begin_s);
       }
       return {};
     };
     for (int w = 0; w < g_.warmup; ++w) {
-      CPB_TRY(one(false));
-      CPB_TRY(one(true));
+      for (int mode : {0, 1, 2}) CPB_TRY(one(mode));
       for (auto& v : ser.samples) v.clear();
     }
-    for (int i = 0; i < g_.link_repeats; ++i) {
-      CPB_TRY(one(false));
-      CPB_TRY(one(true));
-    }
+    for (int i = 0; i < g_.link_repeats; ++i)
+      for (int mode : {0, 1, 2}) CPB_TRY(one(mode));
     const double alone = summarize(ser.samples[0]).median,
                  beside = summarize(ser.samples[1]).median;
     say(
         fmt::format("share: causal {}x{} heads {} d{} on rank {}: {:.3f} ms alone, {:.3f} ms "
-                    "beside a {} sendrecv ({:.3f})",
+                    "beside a {} sendrecv ({:.3f}); the sendrecv {:.3f} ms beside it, {:.3f} ms "
+                    "alone",
                     tokens_text(s.sq), tokens_text(s.sk), s.heads, s.head_dim, r, alone * 1e3,
-                    beside * 1e3, size_text(static_cast<double>(2 * c)), beside / alone));
+                    beside * 1e3, size_text(static_cast<double>(2 * c)), beside / alone,
+                    summarize(ser.samples[2]).median * 1e3,
+                    summarize(ser.samples[3]).median * 1e3));
     out.push_back(std::move(ser));
+    return {};
+  }
+
+  // The share block under a steady load: after g_.cooldown_s of idle, g_.sustained_ops[i] ops
+  // one by one, each followed by idle so that the GPU is busy g_.sustained_duty[i] of the time;
+  // each op's time and its start (seconds since the load began).
+  Status measure_sustained(std::vector<Series>& out) {
+    const AttentionShape& s = g_.share;
+    auto op = [&](int) { return ex_.attention(Stream::compute, attention_args(s, 0), "attention"); };
+    for (size_t i = 0; i < g_.sustained_duty.size(); ++i) {
+      const double duty = g_.sustained_duty[i];
+      Series ser;
+      ser.kind = Kind::sustained;
+      ser.index = static_cast<int>(i);
+      ser.samples.resize(2);
+      CPB_TRY(ex_.barrier());
+      std::this_thread::sleep_for(std::chrono::duration<double>(g_.cooldown_s));
+      const auto start = Clock::now();
+      for (int k = 0; k < g_.sustained_ops[i]; ++k) {
+        const double at = std::chrono::duration<double>(Clock::now() - start).count();
+        CPB_ASSIGN_OR_RETURN(double t, sample(1, op, /*idle=*/false));
+        ser.samples[0].push_back(t);
+        ser.samples[1].push_back(at);
+        if (duty < 1) std::this_thread::sleep_for(std::chrono::duration<double>(t * (1 / duty - 1)));
+      }
+      const std::vector<double>& v = ser.samples[0];
+      const size_t q = std::max<size_t>(1, v.size() / 4);
+      say(fmt::format("sustained: causal {}x{} heads {} d{} at duty {:.2f}: {} ops, the first "
+                      "quarter {:.3f} ms, the last {:.3f} ms (median) on rank {}",
+                      tokens_text(s.sq), tokens_text(s.sk), s.heads, s.head_dim, duty, v.size(),
+                      summarize({v.begin(), v.begin() + static_cast<std::ptrdiff_t>(q)}).median * 1e3,
+                      summarize({v.end() - static_cast<std::ptrdiff_t>(q), v.end()}).median * 1e3,
+                      ex_.rank()));
+      out.push_back(std::move(ser));
+    }
     return {};
   }
 
@@ -527,8 +594,9 @@ Grid default_grid(bool quick, bool gpu) {
   if (gpu) {
     const bool all = !quick;
     g.attention =
-        all ? attention_grid(powers(1024, 64 * 1024, 2), {64, 128}, {1, 4, 8, 16}, {8, 16, 32})
-            : attention_grid({1024, 2048}, {64, 128}, {1, 4}, {8});
+        all ? attention_grid(powers(1024, 64 * 1024, 2), {64, 128}, {1, 4, 8, 16}, {8, 16, 32},
+                             {1, 16, 128}, powers(1024, 64 * 1024, 4))
+            : attention_grid({1024, 2048}, {64, 128}, {1, 4}, {8}, {1}, {2048});
     g.link_bytes = powers(64 * kKiB, all ? kGiB : 4 * kMiB, 4);
     g.mem_bytes = powers(kMiB, all ? 4 * kGiB : 16 * kMiB, 4);
     const int64_t share_tokens = all ? 16384 : 2048;
@@ -542,12 +610,15 @@ Grid default_grid(bool quick, bool gpu) {
     g.link_repeats = all ? 20 : 5;
     g.sample_s = all ? 2e-3 : 0.5e-3;
     g.idle_ratio = all ? 1.0 : 0.0;
+    g.sustained_duty = all ? std::vector<double>{1.0, 0.75, 0.5} : std::vector<double>{1.0};
+    g.sustained_ops = all ? std::vector<int>{800, 400, 400} : std::vector<int>{20};
+    g.cooldown_s = all ? 2.0 : 0.2;
     g.max_batch = all ? 256 : 64;
     g.rotate_bytes = (all ? 256 : 64) * kMiB;
   } else {
     // The cpu backend: fp32 attention on host threads, so small blocks.
-    g.attention = quick ? attention_grid({64, 128}, {64}, {1, 2}, {2})
-                        : attention_grid({64, 128, 256}, {64}, {1, 2}, {2, 4});
+    g.attention = quick ? attention_grid({64, 128}, {64}, {1, 2}, {2}, {1}, {128})
+                        : attention_grid({64, 128, 256}, {64}, {1, 2}, {2, 4}, {1, 4}, {64, 256});
     g.link_bytes = quick ? powers(4 * kKiB, 64 * kKiB, 4) : powers(4 * kKiB, kMiB, 4);
     g.mem_bytes = quick ? powers(64 * kKiB, kMiB, 4) : powers(64 * kKiB, 4 * kMiB, 4);
     g.share = {true, 64, 1, 2, quick ? 128 : 256, quick ? 128 : 256};
@@ -561,6 +632,8 @@ Grid default_grid(bool quick, bool gpu) {
     g.sample_s = 1e-3;
     g.max_batch = 8;
     g.rotate_bytes = 0;
+    g.sustained_duty = quick ? std::vector<double>{1.0} : std::vector<double>{1.0, 0.5};
+    g.sustained_ops = quick ? std::vector<int>{3} : std::vector<int>{4, 4};
   }
   return g;
 }
@@ -587,6 +660,8 @@ nlohmann::json to_json(const Grid& g) {
           {"link_repeats", g.link_repeats},
           {"sample_s", g.sample_s},
           {"idle_ratio", g.idle_ratio},
+          {"sustained", {{"duty", g.sustained_duty}, {"ops", g.sustained_ops}}},
+          {"cooldown_s", g.cooldown_s},
           {"max_batch", g.max_batch},
           {"rotate_bytes", g.rotate_bytes}};
 }
@@ -688,7 +763,10 @@ Expected<Summary> run(const Options& o) {
   std::map<Kind, std::vector<Point>> curves;  // links: (bytes, us); memory: (bytes, GB/s)
   std::vector<AttentionPoint> points;
   int floored = 0;
-  double share_alone = 0, share_beside = 0, transfer_beside = 0;
+  double share_alone = 0, share_beside = 0, transfer_beside = 0, transfer_alone = 0;
+  // The share block's time in the grid (the sustained curves' reference) and those curves.
+  double share_grid_s = 0;
+  std::vector<SustainedCurve> sustained;
   double sendrecv_bw = 0, copy_read_bw = 0;
   for (size_t at = 0; at < ranks[0].size(); ++at) {
     const Series& s = ranks[0][at];
@@ -708,7 +786,8 @@ Expected<Summary> run(const Options& o) {
                 plan.backend, kind_name(s.kind), at);
     // The table's time: the measured one less the launch cost the model adds back.
     double table_s = st.median - launch_s;
-    if (s.kind != Kind::launch && s.kind != Kind::share && table_s < kMinTableShare * st.median) {
+    if (s.kind != Kind::launch && s.kind != Kind::share && s.kind != Kind::sustained &&
+        table_s < kMinTableShare * st.median) {
       table_s = kMinTableShare * st.median;
       j["floored"] = true;
       ++floored;
@@ -738,6 +817,10 @@ Expected<Summary> run(const Options& o) {
         p.sk = sh.sk;
         p.tflops = s.rec.flops / table_s / 1e12;
         points.push_back(p);
+        const AttentionShape& g = grid.share;
+        if (sh.causal == g.causal && sh.head_dim == g.head_dim && sh.gqa == g.gqa &&
+            sh.heads == g.heads && sh.sq == g.sq && sh.sk == g.sk)
+          share_grid_s = st.median;
         j["shape"] = {{"mask", mask_name(p.causal)},
                       {"head_dim", sh.head_dim},
                       {"gqa", sh.gqa},
@@ -761,10 +844,12 @@ Expected<Summary> run(const Options& o) {
       }
       case Kind::share: {
         const std::vector<double> beside = max_over_ranks(ranks, at, 1),
-                                  transfer = max_over_ranks(ranks, at, 2);
+                                  transfer = max_over_ranks(ranks, at, 2),
+                                  transfer_solo = max_over_ranks(ranks, at, 3);
         share_alone = st.median;
         share_beside = summarize(beside).median;
         transfer_beside = summarize(transfer).median;
+        transfer_alone = summarize(transfer_solo).median;
         j.erase("seconds_per_op");
         j.erase("stats");
         j.erase("per_rank");
@@ -776,7 +861,37 @@ Expected<Summary> run(const Options& o) {
         j["sendrecv_beside_attention_s"] = {{"samples", transfer},
                                             {"stats", to_json(summarize(transfer))},
                                             {"per_rank", samples_json(at, 2)}};
-        j["sendrecv_bytes"] = std::max(s.rec.bytes_sent, s.rec.bytes_recv);
+        j["sendrecv_alone_s"] = {{"samples", transfer_solo},
+                                 {"stats", to_json(summarize(transfer_solo))},
+                                 {"per_rank", samples_json(at, 3)}};
+        const AttentionShape& g = grid.share;
+        j["sendrecv_bytes"] = 2 * g.sk * (g.heads / g.gqa) * g.head_dim * 2;
+        break;
+      }
+      case Kind::sustained: {
+        // Op times: the slowest rank's; start times: rank 0's (the ranks run in step).
+        const double duty = grid.sustained_duty[static_cast<size_t>(s.index)];
+        const std::vector<double>& began = s.samples[1];
+        CPB_REQUIRE(share_grid_s > 0, "internal: the sustained block is not in the grid");
+        SustainedCurve c;
+        c.duty = duty;
+        for (size_t b = 0; b + 1 < std::size(kSustainedBins); ++b) {
+          std::vector<double> t, x;
+          for (size_t i = 0; i < v.size() && i < began.size(); ++i)
+            if (began[i] >= kSustainedBins[b] && began[i] < kSustainedBins[b + 1]) {
+              t.push_back(v[i]);
+              x.push_back(began[i]);
+            }
+          if (t.empty()) continue;
+          c.slowdown.x.push_back(summarize(x).median);
+          c.slowdown.y.push_back(summarize(t).median / share_grid_s);
+        }
+        j["duty"] = duty;
+        j["start_s"] = began;
+        j["grid_block_s"] = share_grid_s;
+        j["seconds"] = c.slowdown.x;
+        j["slowdown"] = c.slowdown.y;
+        sustained.push_back(std::move(c));
         break;
       }
     }
@@ -804,6 +919,14 @@ Expected<Summary> run(const Options& o) {
     }
   } else {
     notes.push_back("1 rank: no link measured (no links: section) and share_factor 1");
+  }
+  double comm_share = 1;
+  if (plan.world > 1 && transfer_alone > 0) {
+    comm_share = std::clamp(transfer_beside / transfer_alone, 1.0, 10.0);
+    if (comm_share != transfer_beside / transfer_alone)
+      notes.push_back(fmt::format("comm_share_factor measured {:.4f}; written as {:g}, the schema's "
+                                  "bound",
+                                  transfer_beside / transfer_alone, comm_share));
   }
   // auto's C: the best causal rate at the largest causal block.
   int64_t largest = 0;
@@ -849,8 +972,15 @@ Expected<Summary> run(const Options& o) {
       "bandwidth_gbps: " + num(bw),
       "launch_us: " + num(launch_s * 1e6),
       "share_factor: " + num(share),
-      "attention:",
+      "comm_share_factor: " + num(comm_share),
   };
+  if (!sustained.empty()) {
+    lines.push_back("sustained:");
+    for (const auto& c : sustained)
+      lines.push_back(fmt::format("  - {{duty: {}, seconds: {}, slowdown: {}}}", num(c.duty),
+                                  flow_list(c.slowdown.x, false), flow_list(c.slowdown.y, false)));
+  }
+  lines.push_back("attention:");
   for (const auto& p : points)
     lines.push_back(fmt::format(
         "  - {{mask: {}, head_dim: {}, gqa: {}, heads: {}, sq: {}, sk: {}, tflops: {}}}",
@@ -920,6 +1050,8 @@ Expected<Summary> run(const Options& o) {
         {"bandwidth_gbps", bw},
         {"launch_us", launch_s * 1e6},
         {"share_factor", share},
+        {"comm_share_factor", comm_share},
+        {"sendrecv_alone_s", transfer_alone},
         {"share_measured",
          share_alone > 0 ? nlohmann::json(share_beside / share_alone) : nlohmann::json(nullptr)},
         {"sendrecv_beside_attention_s", transfer_beside},

@@ -15,6 +15,12 @@
 //   - copy, merge: GB/s of the bytes read + written (OpRecord::mem_bytes);
 //   - share_factor: an attention block's time with the ring's sendrecv of its K,V issued first on
 //     the comm stream over its time alone (both from per-op trace marks), at least 1;
+//     comm_share_factor: that sendrecv's time beside the block over its time alone, at least 1;
+//   - sustained: the same block run back to back (and with idle between ops, for duties below 1)
+//     for a few seconds after a cool-down, each op's time over the block's time in the grid,
+//     binned by when the op began;
+//   - attention blocks of one to a few hundred queries against long keys (decode), full mask;
+//   - transfers move whole 256-byte units per peer;
 //   - peak_tflops: the best causal rate at the largest causal block; bandwidth_gbps: the
 //     sendrecv's bytes over its time at the largest size.
 // Every sample of every rank is kept; a sample's value is the maximum over ranks (an op ends when
@@ -70,6 +76,11 @@ struct Grid {
   // results/sim/validation-calibrated-h200x2/), which a sweep's points, with the host's work
   // between them, do not see; 1 runs the GPU at about half duty.
   double idle_ratio = 0;
+  // The sustained-load curves (hardware_profile.hpp, `sustained`): the share block run
+  // sustained_ops[i] times at duty sustained_duty[i], each series after cooldown_s of idle.
+  std::vector<double> sustained_duty;
+  std::vector<int> sustained_ops;
+  double cooldown_s = 0;
 };
 
 // The default grid (quick: a few points), for the backend's speed.

@@ -231,6 +231,54 @@ Status read_attention(const YAML::Node& n, HardwareProfile& p, Where& where) {
   return {};
 }
 
+Status read_sustained(const YAML::Node& n, HardwareProfile& p, Where& where) {
+  if (!n.IsSequence() || n.size() == 0)
+    return CPB_ERROR("expected a non-empty list of {{duty, seconds: [...], slowdown: [...]}}, got {}",
+                     n.IsSequence() ? "an empty list" : kind_of(n));
+  for (size_t i = 0; i < n.size(); ++i) {
+    const std::string path = fmt::format("sustained[{}]", i);
+    where.line = line_of(n[i], where.line);
+    where.key = path;
+    SustainedCurve c;
+    std::set<std::string> got;
+    CPB_TRY(read_map(
+        n[i], path, {"duty", "seconds", "slowdown"}, where,
+        [&](const std::string& k, const YAML::Node& v) -> Status {
+          got.insert(k);
+          if (k == "duty") {
+            CPB_ASSIGN_OR_RETURN(c.duty, read_positive(v, 1, "share of the time"));
+          } else if (k == "seconds") {
+            CPB_ASSIGN_OR_RETURN(c.slowdown.x,
+                                 read_list(v, "seconds", [](const YAML::Node& x) {
+                                   return read_number(x, "seconds");
+                                 }));
+            for (size_t j = 0; j < c.slowdown.x.size(); ++j)
+              CPB_REQUIRE(c.slowdown.x[j] >= 0 && (j == 0 || c.slowdown.x[j] > c.slowdown.x[j - 1]),
+                          "times must be >= 0 and increase: item {} ({:g}) is not", j,
+                          c.slowdown.x[j]);
+          } else {
+            CPB_ASSIGN_OR_RETURN(c.slowdown.y, read_list(v, "slowdown", [](const YAML::Node& x) {
+                                   return read_positive(x, kMaxShareFactor, "slowdown");
+                                 }));
+          }
+          return {};
+        }));
+    where.key = path;
+    for (const char* k : {"duty", "seconds", "slowdown"})
+      CPB_REQUIRE(got.count(k), "missing {}: a curve needs duty, seconds and slowdown", k);
+    CPB_REQUIRE(c.slowdown.x.size() == c.slowdown.y.size(),
+                "seconds has {} times and slowdown {} values: give one value per time",
+                c.slowdown.x.size(), c.slowdown.y.size());
+    for (const auto& other : p.sustained)
+      CPB_REQUIRE(other.duty != c.duty, "duty {:g} is given twice: keep one curve per duty",
+                  c.duty);
+    p.sustained.push_back(std::move(c));
+  }
+  std::sort(p.sustained.begin(), p.sustained.end(),
+            [](const SustainedCurve& a, const SustainedCurve& b) { return a.duty < b.duty; });
+  return {};
+}
+
 Status read_links(const YAML::Node& n, HardwareProfile& p, Where& where) {
   return read_map(
       n, "links", link_classes(), where,
@@ -347,6 +395,16 @@ const std::vector<Field>& fields() {
                      shown(n.Scalar()), kMaxShareFactor);
          return {};
        }},
+      {"comm_share_factor", false, "",
+       [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
+         CPB_ASSIGN_OR_RETURN(p.comm_share_factor, read_number(n, "slowdown"));
+         CPB_REQUIRE(p.comm_share_factor >= 1 && p.comm_share_factor <= kMaxShareFactor,
+                     "{} is outside 1..{:g}: it is a transfer's time beside attention over its "
+                     "time alone",
+                     shown(n.Scalar()), kMaxShareFactor);
+         return {};
+       }},
+      {"sustained", false, "", read_sustained},
       {"attention", false, "", read_attention},
       {"links", false, "", read_links},
       {"topology", false, "", read_topology},

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -50,6 +51,17 @@ inline void expect_calibrated_profile(const std::string& yaml_path, int ranks) {
     (a.causal ? causal : full) = true;
   }
   EXPECT_TRUE(causal && full);
+  // Decode blocks: a query or a few against many keys.
+  EXPECT_TRUE(std::any_of(p->attention.begin(), p->attention.end(),
+                          [](const AttentionPoint& a) { return a.sq == 1 && a.sk > 1; }));
+  EXPECT_GE(p->comm_share_factor, 1);
+  ASSERT_FALSE(p->sustained.empty());
+  for (const auto& c : p->sustained) {
+    EXPECT_GT(c.duty, 0);
+    EXPECT_LE(c.duty, 1);
+    expect_increasing_positive(c.slowdown, "sustained");
+    EXPECT_GE(c.slowdown.x.front(), 0);
+  }
   expect_increasing_positive(p->copy_gbps, "copy");
   expect_increasing_positive(p->merge_gbps, "merge");
   if (ranks > 1) {

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "harness/backends/cpu/cpu_executor.hpp"
+#include "harness/backends/sim/contention.hpp"
 #include "harness/backends/sim/engine.hpp"
 #include "harness/core/null_executor.hpp"
 
@@ -22,6 +23,7 @@ struct SimShared {
   CostModel model;
   std::vector<RankProgram> programs;
   Timeline timeline;
+  double load_s = 0;  // predicted time of the point's iterations so far (contention.hpp)
 };
 
 class SimExecutor final : public NullOpsExecutor {
@@ -94,7 +96,9 @@ Expected<double> SimExecutor::timer_stop() {
       program_from_log(log_, [&](const OpRecord&) { return cost[next++]; });
   CPB_TRY(barrier());
   if (r == 0) {
-    CPB_ASSIGN_OR_RETURN(sh_.timeline, simulate(sh_.programs));
+    CPB_ASSIGN_OR_RETURN(sh_.timeline,
+                         simulate_with_contention(sh_.programs, sh_.model.profile(), sh_.load_s));
+    sh_.load_s += sh_.timeline.end_s;
   }
   CPB_TRY(barrier());
   times_ = sh_.timeline.ops[static_cast<size_t>(r)];

@@ -3,7 +3,8 @@
 // issues is captured with its stream, the events its stream waited on and where each event
 // stands; at the end of an iteration (timer_stop) every rank's captured ops are played together
 // by the timing engine (engine.hpp) with the durations the cost model (cost_model.hpp) gives on
-// the hardware profile, and each rank's timer reads the predicted time of its own streams. Trace
+// the hardware profile, adjusted for power and SM sharing (contention.hpp: a point's load builds
+// up over its iterations), and each rank's timer reads the predicted time of its own streams. Trace
 // marks resolve to the predicted begin and end of their op, so a traced iteration becomes a
 // predicted Chrome trace in the format of real ones.
 //

@@ -25,7 +25,10 @@ bool has(const std::string& s, const std::string& part) {
 TEST(HardwareProfileTables, FullProfileParses) {
   auto p = parse_hardware_profile(
       std::string(kHead) +
-          "launch_us: 3.5\nshare_factor: 1.25\n"
+          "launch_us: 3.5\nshare_factor: 1.25\ncomm_share_factor: 1.4\n"
+          "sustained:\n"
+          "  - {duty: 1, seconds: [0, 0.5], slowdown: [1, 1.2]}\n"
+          "  - {duty: 0.5, seconds: [0.1], slowdown: [1.05]}\n"
           "attention:\n"
           "  - {mask: causal, head_dim: 128, gqa: 4, heads: 32, sq: 8192, sk: 16384, tflops: 610}\n"
           "  - {mask: full, head_dim: 64, sq: 1024, sk: 1024, tflops: 300.5}\n"
@@ -38,6 +41,13 @@ TEST(HardwareProfileTables, FullProfileParses) {
   ASSERT_TRUE(p.ok()) << p.error().message;
   EXPECT_DOUBLE_EQ(p->launch_us, 3.5);
   EXPECT_DOUBLE_EQ(p->share_factor, 1.25);
+  EXPECT_DOUBLE_EQ(p->comm_share_factor, 1.4);
+  ASSERT_EQ(p->sustained.size(), 2u);  // sorted by duty
+  EXPECT_DOUBLE_EQ(p->sustained[0].duty, 0.5);
+  EXPECT_EQ(p->sustained[0].slowdown.y, std::vector<double>{1.05});
+  EXPECT_DOUBLE_EQ(p->sustained[1].duty, 1);
+  EXPECT_EQ(p->sustained[1].slowdown.x, (std::vector<double>{0, 0.5}));
+  EXPECT_EQ(p->sustained[1].slowdown.y, (std::vector<double>{1, 1.2}));
   ASSERT_EQ(p->attention.size(), 2u);
   EXPECT_TRUE(p->attention[0].causal);
   EXPECT_EQ(p->attention[0].head_dim, 128);
@@ -123,6 +133,21 @@ TEST(HardwareProfileTables, BadTablesNameFileLineAndInnerKey) {
   EXPECT_TRUE(has(e, "topology.inter_node:") && has(e, "rdma")) << e;
   e = err("copy: {bytes: [100], gbps: [0]}\n");
   EXPECT_TRUE(has(e, "copy.gbps:") && has(e, "positive")) << e;
+  e = err("comm_share_factor: 0.9\n");
+  EXPECT_TRUE(has(e, "hw.yaml:4: comm_share_factor:") && has(e, "1..")) << e;
+  e = err("sustained:\n  - {duty: 1.5, seconds: [0], slowdown: [1]}\n");
+  EXPECT_TRUE(has(e, "hw.yaml:5: sustained[0].duty:") && has(e, "more than 1")) << e;
+  e = err("sustained:\n  - {duty: 1, seconds: [0.5, 0.2], slowdown: [1, 1]}\n");
+  EXPECT_TRUE(has(e, "sustained[0].seconds:") && has(e, "increase")) << e;
+  e = err("sustained:\n  - {duty: 1, seconds: [0, 1], slowdown: [1]}\n");
+  EXPECT_TRUE(has(e, "sustained[0]:") && has(e, "one value per time")) << e;
+  e = err("sustained:\n  - {duty: 1, seconds: [0]}\n");
+  EXPECT_TRUE(has(e, "sustained[0]:") && has(e, "missing slowdown")) << e;
+  e = err("sustained:\n  - {duty: 1, seconds: [0], slowdown: [1]}\n"
+          "  - {duty: 1, seconds: [0], slowdown: [2]}\n");
+  EXPECT_TRUE(has(e, "sustained[1]:") && has(e, "given twice")) << e;
+  e = err("sustained:\n  - {duty: 1, seconds: [0], slowdown: [0]}\n");
+  EXPECT_TRUE(has(e, "sustained[0].slowdown:") && has(e, "positive")) << e;
   e = err("merge: [1, 2]\n");
   EXPECT_TRUE(has(e, "hw.yaml:4: merge:") && has(e, "map")) << e;
 }
