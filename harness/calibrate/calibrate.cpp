@@ -488,14 +488,16 @@ class RankRun {
     return {};
   }
 
-  // The share block under a steady load: after g_.cooldown_s of idle, g_.sustained_ops[i] ops
-  // one by one, each followed by idle so that the GPU is busy g_.sustained_duty[i] of the time;
-  // each op's time and its start (seconds since the load began).
+  // Each sustained run: after g_.cooldown_s of idle, its block `ops` times one by one, each
+  // followed by idle so that the GPU is busy `duty` of the time; each op's time and its start
+  // (seconds since the load began).
   Status measure_sustained(std::vector<Series>& out) {
-    const AttentionShape& s = g_.share;
-    auto op = [&](int) { return ex_.attention(Stream::compute, attention_args(s, 0), "attention"); };
-    for (size_t i = 0; i < g_.sustained_duty.size(); ++i) {
-      const double duty = g_.sustained_duty[i];
+    for (size_t i = 0; i < g_.sustained.size(); ++i) {
+      const AttentionShape& s = g_.sustained[i].block;
+      const double duty = g_.sustained[i].duty;
+      auto op = [&](int) {
+        return ex_.attention(Stream::compute, attention_args(s, 0), "attention");
+      };
       Series ser;
       ser.kind = Kind::sustained;
       ser.index = static_cast<int>(i);
@@ -503,7 +505,7 @@ class RankRun {
       CPB_TRY(ex_.barrier());
       std::this_thread::sleep_for(std::chrono::duration<double>(g_.cooldown_s));
       const auto start = Clock::now();
-      for (int k = 0; k < g_.sustained_ops[i]; ++k) {
+      for (int k = 0; k < g_.sustained[i].ops; ++k) {
         const double at = std::chrono::duration<double>(Clock::now() - start).count();
         CPB_ASSIGN_OR_RETURN(double t, sample(1, op, /*idle=*/false));
         ser.samples[0].push_back(t);
@@ -597,6 +599,11 @@ Grid default_grid(bool quick, bool gpu) {
         all ? attention_grid(powers(1024, 64 * 1024, 2), {64, 128}, {1, 4, 8, 16}, {8, 16, 32},
                              {1, 16, 128}, powers(1024, 64 * 1024, 4))
             : attention_grid({1024, 2048}, {64, 128}, {1, 4}, {8}, {1}, {2048});
+    if (all) {
+      const auto small =
+          attention_grid(powers(64, 1024, 2), {16, 32}, {1, 2}, {8, 32}, {1, 16}, {1024, 4096});
+      g.attention.insert(g.attention.end(), small.begin(), small.end());
+    }
     g.link_bytes = powers(64 * kKiB, all ? kGiB : 4 * kMiB, 4);
     g.mem_bytes = powers(kMiB, all ? 4 * kGiB : 16 * kMiB, 4);
     const int64_t share_tokens = all ? 16384 : 2048;
@@ -610,8 +617,13 @@ Grid default_grid(bool quick, bool gpu) {
     g.link_repeats = all ? 20 : 5;
     g.sample_s = all ? 2e-3 : 0.5e-3;
     g.idle_ratio = all ? 1.0 : 0.0;
-    g.sustained_duty = all ? std::vector<double>{1.0, 0.75, 0.5} : std::vector<double>{1.0};
-    g.sustained_ops = all ? std::vector<int>{800, 400, 400} : std::vector<int>{20};
+    if (all) {
+      const AttentionShape big = {true, 128, 1, 32, 64 * 1024, 64 * 1024};
+      g.sustained = {{g.share, 1.0, 800}, {g.share, 0.75, 400}, {g.share, 0.5, 400},
+                     {big, 1.0, 60}, {big, 0.75, 30}};
+    } else {
+      g.sustained = {{g.share, 1.0, 20}};
+    }
     g.cooldown_s = all ? 2.0 : 0.2;
     g.max_batch = all ? 256 : 64;
     g.rotate_bytes = (all ? 256 : 64) * kMiB;
@@ -632,13 +644,20 @@ Grid default_grid(bool quick, bool gpu) {
     g.sample_s = 1e-3;
     g.max_batch = 8;
     g.rotate_bytes = 0;
-    g.sustained_duty = quick ? std::vector<double>{1.0} : std::vector<double>{1.0, 0.5};
-    g.sustained_ops = quick ? std::vector<int>{3} : std::vector<int>{4, 4};
+    g.sustained = quick ? std::vector<Grid::SustainedRun>{{g.share, 1.0, 3}}
+                        : std::vector<Grid::SustainedRun>{{g.share, 1.0, 4}, {g.share, 0.5, 4}};
   }
   return g;
 }
 
 nlohmann::json to_json(const Grid& g) {
+  nlohmann::json sustained = nlohmann::json::array();
+  for (const auto& r : g.sustained)
+    sustained.push_back({{"block",
+                          {mask_name(r.block.causal), r.block.head_dim, r.block.gqa, r.block.heads,
+                           r.block.sq, r.block.sk}},
+                         {"duty", r.duty},
+                         {"ops", r.ops}});
   nlohmann::json att = nlohmann::json::array();
   for (const auto& s : g.attention)
     att.push_back({mask_name(s.causal), s.head_dim, s.gqa, s.heads, s.sq, s.sk});
@@ -660,7 +679,7 @@ nlohmann::json to_json(const Grid& g) {
           {"link_repeats", g.link_repeats},
           {"sample_s", g.sample_s},
           {"idle_ratio", g.idle_ratio},
-          {"sustained", {{"duty", g.sustained_duty}, {"ops", g.sustained_ops}}},
+          {"sustained", sustained},
           {"cooldown_s", g.cooldown_s},
           {"max_batch", g.max_batch},
           {"rotate_bytes", g.rotate_bytes}};
@@ -764,8 +783,11 @@ Expected<Summary> run(const Options& o) {
   std::vector<AttentionPoint> points;
   int floored = 0;
   double share_alone = 0, share_beside = 0, transfer_beside = 0, transfer_alone = 0;
-  // The share block's time in the grid (the sustained curves' reference) and those curves.
-  double share_grid_s = 0;
+  // Each grid block's median time (the sustained curves' reference) and those curves.
+  std::map<std::tuple<bool, int64_t, int64_t, int64_t, int64_t, int64_t>, double> grid_s;
+  auto shape_key = [](const AttentionShape& a) {
+    return std::tuple{a.causal, a.head_dim, a.gqa, a.heads, a.sq, a.sk};
+  };
   std::vector<SustainedCurve> sustained;
   double sendrecv_bw = 0, copy_read_bw = 0;
   for (size_t at = 0; at < ranks[0].size(); ++at) {
@@ -817,10 +839,7 @@ Expected<Summary> run(const Options& o) {
         p.sk = sh.sk;
         p.tflops = s.rec.flops / table_s / 1e12;
         points.push_back(p);
-        const AttentionShape& g = grid.share;
-        if (sh.causal == g.causal && sh.head_dim == g.head_dim && sh.gqa == g.gqa &&
-            sh.heads == g.heads && sh.sq == g.sq && sh.sk == g.sk)
-          share_grid_s = st.median;
+        grid_s[shape_key(sh)] = st.median;
         j["shape"] = {{"mask", mask_name(p.causal)},
                       {"head_dim", sh.head_dim},
                       {"gqa", sh.gqa},
@@ -870,11 +889,15 @@ Expected<Summary> run(const Options& o) {
       }
       case Kind::sustained: {
         // Op times: the slowest rank's; start times: rank 0's (the ranks run in step).
-        const double duty = grid.sustained_duty[static_cast<size_t>(s.index)];
+        const Grid::SustainedRun& run = grid.sustained[static_cast<size_t>(s.index)];
+        const double duty = run.duty;
         const std::vector<double>& began = s.samples[1];
-        CPB_REQUIRE(share_grid_s > 0, "internal: the sustained block is not in the grid");
+        const auto ref = grid_s.find(shape_key(run.block));
+        CPB_REQUIRE(ref != grid_s.end(), "internal: a sustained block is not in the attention grid");
+        const double share_grid_s = ref->second;
         SustainedCurve c;
         c.duty = duty;
+        c.tokens = run.block.sq;
         for (size_t b = 0; b + 1 < std::size(kSustainedBins); ++b) {
           std::vector<double> t, x;
           for (size_t i = 0; i < v.size() && i < began.size(); ++i)
@@ -977,8 +1000,9 @@ Expected<Summary> run(const Options& o) {
   if (!sustained.empty()) {
     lines.push_back("sustained:");
     for (const auto& c : sustained)
-      lines.push_back(fmt::format("  - {{duty: {}, seconds: {}, slowdown: {}}}", num(c.duty),
-                                  flow_list(c.slowdown.x, false), flow_list(c.slowdown.y, false)));
+      lines.push_back(fmt::format("  - {{duty: {}, tokens: {}, seconds: {}, slowdown: {}}}",
+                                  num(c.duty), c.tokens, flow_list(c.slowdown.x, false),
+                                  flow_list(c.slowdown.y, false)));
   }
   lines.push_back("attention:");
   for (const auto& p : points)

@@ -16,10 +16,12 @@
 //   - share_factor: an attention block's time with the ring's sendrecv of its K,V issued first on
 //     the comm stream over its time alone (both from per-op trace marks), at least 1;
 //     comm_share_factor: that sendrecv's time beside the block over its time alone, at least 1;
-//   - sustained: the same block run back to back (and with idle between ops, for duties below 1)
-//     for a few seconds after a cool-down, each op's time over the block's time in the grid,
-//     binned by when the op began;
+//   - sustained: a block run back to back (and with idle between ops, for duties below 1) for a
+//     few seconds after a cool-down, each op's time over the block's time in the grid, binned by
+//     when the op began; a 16K block at three duties and a 64K one busy all the time (on 4x
+//     H200 the larger block slowed less);
 //   - attention blocks of one to a few hundred queries against long keys (decode), full mask;
+//     small blocks (64 to 1K tokens) at head_dim 16 and 32 (the quickstart's shapes);
 //   - transfers move whole 256-byte units per peer;
 //   - peak_tflops: the best causal rate at the largest causal block; bandwidth_gbps: the
 //     sendrecv's bytes over its time at the largest size.
@@ -76,10 +78,14 @@ struct Grid {
   // results/sim/validation-calibrated-h200x2/), which a sweep's points, with the host's work
   // between them, do not see; 1 runs the GPU at about half duty.
   double idle_ratio = 0;
-  // The sustained-load curves (hardware_profile.hpp, `sustained`): the share block run
-  // sustained_ops[i] times at duty sustained_duty[i], each series after cooldown_s of idle.
-  std::vector<double> sustained_duty;
-  std::vector<int> sustained_ops;
+  // The sustained-load curves (hardware_profile.hpp, `sustained`): each run's block (a causal
+  // square of the attention grid) `ops` times at its duty, each run after cooldown_s of idle.
+  struct SustainedRun {
+    AttentionShape block;
+    double duty = 1;
+    int ops = 0;
+  };
+  std::vector<SustainedRun> sustained;
   double cooldown_s = 0;
 };
 

@@ -19,6 +19,7 @@
 #include <functional>
 #include <iterator>
 #include <set>
+#include <tuple>
 
 namespace cpb {
 namespace {
@@ -242,11 +243,13 @@ Status read_sustained(const YAML::Node& n, HardwareProfile& p, Where& where) {
     SustainedCurve c;
     std::set<std::string> got;
     CPB_TRY(read_map(
-        n[i], path, {"duty", "seconds", "slowdown"}, where,
+        n[i], path, {"duty", "tokens", "seconds", "slowdown"}, where,
         [&](const std::string& k, const YAML::Node& v) -> Status {
           got.insert(k);
           if (k == "duty") {
             CPB_ASSIGN_OR_RETURN(c.duty, read_positive(v, 1, "share of the time"));
+          } else if (k == "tokens") {
+            CPB_ASSIGN_OR_RETURN(c.tokens, read_count(v, "tokens"));
           } else if (k == "seconds") {
             CPB_ASSIGN_OR_RETURN(c.slowdown.x,
                                  read_list(v, "seconds", [](const YAML::Node& x) {
@@ -270,12 +273,15 @@ Status read_sustained(const YAML::Node& n, HardwareProfile& p, Where& where) {
                 "seconds has {} times and slowdown {} values: give one value per time",
                 c.slowdown.x.size(), c.slowdown.y.size());
     for (const auto& other : p.sustained)
-      CPB_REQUIRE(other.duty != c.duty, "duty {:g} is given twice: keep one curve per duty",
-                  c.duty);
+      CPB_REQUIRE(other.duty != c.duty || other.tokens != c.tokens,
+                  "duty {:g} is given twice{}: keep one curve per duty and block size", c.duty,
+                  c.tokens > 0 ? fmt::format(" for blocks of {} tokens", c.tokens) : "");
     p.sustained.push_back(std::move(c));
   }
   std::sort(p.sustained.begin(), p.sustained.end(),
-            [](const SustainedCurve& a, const SustainedCurve& b) { return a.duty < b.duty; });
+            [](const SustainedCurve& a, const SustainedCurve& b) {
+              return std::tie(a.tokens, a.duty) < std::tie(b.tokens, b.duty);
+            });
   return {};
 }
 

@@ -20,11 +20,12 @@
 //   comm_share_factor: optional number >= 1: a transfer takes this many times its link curve's
 //                   time for the share of it that runs beside an attention op of its rank (the
 //                   NCCL kernel and attention share the SMs and memory)
-//   sustained:      optional list of {duty: D, seconds: [...], slowdown: [...]}, each measured
-//                   under a steady load of attention for a share D in (0, 1] of the time: an
+//   sustained:      optional list of {duty: D, tokens: N, seconds: [...], slowdown: [...]}, each
+//                   measured under a steady load of attention blocks of N query x N key tokens
+//                   (tokens optional: any block) for a share D in (0, 1] of the time: an
 //                   attention op that starts `seconds` after the load began takes `slowdown`
 //                   times its table time (the GPU lowers its clocks at its power limit); seconds
-//                   >= 0 strictly increasing, one slowdown > 0 per time; duties distinct
+//                   >= 0 strictly increasing, one slowdown > 0 per time; (duty, tokens) distinct
 //   attention:      optional list of measured points, each a map
 //                     {mask: full|causal, head_dim: d, gqa: H/Hkv (default 1), heads: B·H of
 //                      the block (default: any), sq: Sq, sk: Sk, tflops: TF/s}
@@ -70,10 +71,11 @@ struct ProfileCurve {
   bool empty() const { return x.empty(); }
 };
 
-// Attention's slowdown against time under a steady load of duty `duty` (x: seconds since the
-// load began, y: time multiplier).
+// Attention's slowdown against time under a steady load of duty `duty` of blocks of `tokens`
+// query and key tokens (0: any block) (x: seconds since the load began, y: time multiplier).
 struct SustainedCurve {
   double duty = 1;
+  int64_t tokens = 0;
   ProfileCurve slowdown;
 };
 
@@ -105,7 +107,7 @@ struct HardwareProfile {
   double launch_us = 0;
   double share_factor = 1;
   double comm_share_factor = 1;
-  std::vector<SustainedCurve> sustained;  // by increasing duty
+  std::vector<SustainedCurve> sustained;  // by increasing tokens, then duty
   std::vector<AttentionPoint> attention;
   std::map<std::string, LinkProfile> links;  // by link class
   int gpus_per_node = 0;                     // 0: every rank on one node

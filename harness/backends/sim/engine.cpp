@@ -3,6 +3,7 @@
 #include "harness/backends/sim/engine.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <tuple>
 
@@ -199,6 +200,8 @@ RankProgram program_from_log(const Accounting& acct,
     o.waits = rec.waits;
     o.phase = rec.phase;
     o.step = rec.step;
+    if (rec.kind == OpKind::attention)
+      o.block_tokens = std::sqrt(static_cast<double>(rec.sq) * static_cast<double>(rec.sk));
     p.ops.push_back(std::move(o));
   }
   for (const EventRecord& e : acct.events) p.events.push_back({e.stream, e.after_op});

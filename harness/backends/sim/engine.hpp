@@ -41,6 +41,7 @@ struct SimOp {
   std::vector<int> waits;           // events the op's stream waited on since its previous op
   std::string phase;
   int step = -1;
+  double block_tokens = 0;  // attention: sqrt(Sq x Sk), the block size of its power draw
 };
 
 // Where an event stands: after op `op_index` (an index into ops) of `stream`'s ops, -1 when it

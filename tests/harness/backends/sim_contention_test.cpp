@@ -17,9 +17,11 @@ HardwareProfile profile(double comm_share, std::vector<SustainedCurve> sustained
   return p;
 }
 
-SustainedCurve curve(double duty, std::vector<double> t, std::vector<double> s) {
+SustainedCurve curve(double duty, std::vector<double> t, std::vector<double> s,
+                     int64_t tokens = 0) {
   SustainedCurve c;
   c.duty = duty;
+  c.tokens = tokens;
   c.slowdown.x = std::move(t);
   c.slowdown.y = std::move(s);
   return c;
@@ -37,13 +39,23 @@ SimOp op(Stream s, OpKind k, double d, std::vector<Transfer> t = {}) {
 TEST(SimContention, SlowdownIsLinearInTimeAndDutyAndHeldOutside) {
   const HardwareProfile p =
       profile(1, {curve(0.5, {0, 1}, {1.0, 1.1}), curve(1, {0, 1}, {1.0, 1.3})});
-  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 1, 0), 1.0);
-  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 1, 0.5), 1.15);
-  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 1, 7), 1.3);      // held after the last time
-  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 0.75, 1), 1.2);   // between the duties
-  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 0.25, 1), 1.05);  // towards 1 at duty 0
-  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 0, 1), 1.0);
-  EXPECT_DOUBLE_EQ(sustained_slowdown(profile(1, {}), 1, 1), 1.0);
+  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 1, 0, 1), 1.0);
+  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 1, 0.5, 1), 1.15);
+  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 1, 7, 1), 1.3);      // held after the last time
+  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 0.75, 1, 1), 1.2);   // between the duties
+  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 0.25, 1, 1), 1.05);  // towards 1 at duty 0
+  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 0, 1, 1), 1.0);
+  EXPECT_DOUBLE_EQ(sustained_slowdown(profile(1, {}), 1, 1, 1), 1.0);
+}
+
+TEST(SimContention, SlowdownIsLinearInLogBlockSizeAndHeldBeyond) {
+  // 1K blocks slow by 1.2, 4K blocks by 1.1 (duty 1); sorted by tokens as the parser keeps them.
+  const HardwareProfile p = profile(1, {curve(1, {0}, {1.2}, 1024), curve(1, {0}, {1.1}, 4096)});
+  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 1, 3, 1024), 1.2);
+  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 1, 3, 2048), 1.15);  // halfway in log2
+  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 1, 3, 16), 1.2);
+  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 1, 3, 65536), 1.1);
+  EXPECT_DOUBLE_EQ(sustained_slowdown(p, 0.5, 3, 4096), 1.05);
 }
 
 TEST(SimContention, AttentionSlowsWithDutyAndTheLoadsTime) {

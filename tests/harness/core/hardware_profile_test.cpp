@@ -29,6 +29,7 @@ TEST(HardwareProfileTables, FullProfileParses) {
           "sustained:\n"
           "  - {duty: 1, seconds: [0, 0.5], slowdown: [1, 1.2]}\n"
           "  - {duty: 0.5, seconds: [0.1], slowdown: [1.05]}\n"
+          "  - {duty: 1, tokens: 1024, seconds: [0.1], slowdown: [1.3]}\n"
           "attention:\n"
           "  - {mask: causal, head_dim: 128, gqa: 4, heads: 32, sq: 8192, sk: 16384, tflops: 610}\n"
           "  - {mask: full, head_dim: 64, sq: 1024, sk: 1024, tflops: 300.5}\n"
@@ -42,7 +43,9 @@ TEST(HardwareProfileTables, FullProfileParses) {
   EXPECT_DOUBLE_EQ(p->launch_us, 3.5);
   EXPECT_DOUBLE_EQ(p->share_factor, 1.25);
   EXPECT_DOUBLE_EQ(p->comm_share_factor, 1.4);
-  ASSERT_EQ(p->sustained.size(), 2u);  // sorted by duty
+  ASSERT_EQ(p->sustained.size(), 3u);  // sorted by tokens (0: any block), then duty
+  EXPECT_EQ(p->sustained[2].tokens, 1024);
+  EXPECT_EQ(p->sustained[0].tokens, 0);
   EXPECT_DOUBLE_EQ(p->sustained[0].duty, 0.5);
   EXPECT_EQ(p->sustained[0].slowdown.y, std::vector<double>{1.05});
   EXPECT_DOUBLE_EQ(p->sustained[1].duty, 1);
