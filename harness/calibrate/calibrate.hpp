@@ -22,6 +22,10 @@
 //     H200 the larger block slowed less);
 //   - attention blocks of one to a few hundred queries against long keys (decode), full mask;
 //     small blocks (64 to 1K tokens) at head_dim 16 and 32 (the quickstart's shapes);
+//   - the squares again in the kernel's mode beside a transfer (`shared` points: an empty
+//     transfer issued first on the comm stream; the Hopper kernel then launches one block per
+//     tile, which for causal blocks of few heads measured up to twice as fast as its persistent
+//     grid alone);
 //   - transfers move whole 256-byte units per peer;
 //   - peak_tflops: the best causal rate at the largest causal block; bandwidth_gbps: the
 //     sendrecv's bytes over its time at the largest size.
@@ -54,6 +58,8 @@ struct Options {
 struct AttentionShape {
   bool causal = false;
   int64_t head_dim = 0, gqa = 1, heads = 0, sq = 0, sk = 0;  // heads = B·H (B = 1)
+  bool shared = false;  // issued after an (empty) transfer on the comm stream: the kernel's mode
+                        // beside a transfer
 };
 
 // What is measured and how often.

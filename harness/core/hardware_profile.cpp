@@ -199,7 +199,7 @@ Status read_attention(const YAML::Node& n, HardwareProfile& p, Where& where) {
     AttentionPoint a;
     std::set<std::string> got;
     CPB_TRY(read_map(
-        n[i], path, {"mask", "head_dim", "gqa", "heads", "sq", "sk", "tflops"}, where,
+        n[i], path, {"mask", "head_dim", "gqa", "heads", "sq", "sk", "tflops", "shared"}, where,
         [&](const std::string& k, const YAML::Node& v) -> Status {
           got.insert(k);
           if (k == "mask") {
@@ -218,6 +218,10 @@ Status read_attention(const YAML::Node& n, HardwareProfile& p, Where& where) {
             CPB_ASSIGN_OR_RETURN(a.sq, read_count(v, "tokens"));
           } else if (k == "sk") {
             CPB_ASSIGN_OR_RETURN(a.sk, read_count(v, "tokens"));
+          } else if (k == "shared") {
+            CPB_ASSIGN_OR_RETURN(std::string b, read_text(v));
+            CPB_REQUIRE(b == "true" || b == "false", "'{}' is not true or false", shown(b));
+            a.shared = b == "true";
           } else {
             CPB_ASSIGN_OR_RETURN(a.tflops, read_positive(v, kMaxTflops, "TFLOP/s"));
           }

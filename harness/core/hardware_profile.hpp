@@ -28,7 +28,10 @@
 //                   >= 0 strictly increasing, one slowdown > 0 per time; (duty, tokens) distinct
 //   attention:      optional list of measured points, each a map
 //                     {mask: full|causal, head_dim: d, gqa: H/Hkv (default 1), heads: B·H of
-//                      the block (default: any), sq: Sq, sk: Sk, tflops: TF/s}
+//                      the block (default: any), sq: Sq, sk: Sk, tflops: TF/s, shared: true|false
+//                      (default false: measured with a transfer issued beside it, where the
+//                      Hopper kernel gives up its persistent grid; such points price attention
+//                      issued beside a transfer, the others attention alone)}
 //                   TF/s count only visible (query, key) pairs (DESIGN.md: 4·B·H·d per pair; a
 //                   causal block counts its visible pairs). A block's rate comes from the points
 //                   of its mask and the nearest head_dim, interpolated in log space (see the
@@ -86,6 +89,7 @@ struct AttentionPoint {
   int64_t heads = 0;  // batch x query heads of the block; 0: not given (matches any)
   int64_t sq = 0, sk = 0;
   double tflops = 0;
+  bool shared = false;  // measured in the kernel's mode beside a transfer (one block per tile)
 };
 
 // One link class: seconds (y) against bytes sent per rank (x) for each collective.

@@ -32,35 +32,14 @@ double interpolate_throughput(const ProfileCurve& c, double x) {
   return ys[a] + (ys[b] - ys[a]) * f;
 }
 
-double CostModel::attention_tflops(bool causal, int64_t head_dim, double gqa, int64_t heads,
-                                   int64_t sq, int64_t sk) const {
+namespace {
+
+// The rate of one (head_dim, gqa, heads) family's points at a block of (sq, sk): the block's
+// (log2 Sq, log2 Sk) clamped to the points' range, then the weighted geometric mean of its
+// nearest points (weights 1 / distance^2), an exact match being that point's rate. Outside the
+// grid the edge's rate holds, never a blend of far points.
+double family_tflops(const std::vector<const AttentionPoint*>& pts, int64_t sq, int64_t sk) {
   auto l2 = [](double x) { return std::log2(x); };
-  // The points of this mask, then of the head_dim nearest to the block's.
-  double best_d = std::numeric_limits<double>::infinity();
-  for (const auto& a : p_.attention)
-    if (a.causal == causal)
-      best_d = std::min(
-          best_d, std::abs(l2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim))));
-  if (!std::isfinite(best_d)) return p_.peak_tflops;
-  std::vector<const AttentionPoint*> pts;
-  for (const auto& a : p_.attention)
-    if (a.causal == causal &&
-        std::abs(l2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim))) == best_d)
-      pts.push_back(&a);
-  // Then the family nearest in GQA ratio and B·H (heads left out where a point does not give it).
-  auto family_d2 = [&](const AttentionPoint* a) {
-    const double dg = l2(a->gqa) - l2(std::max(gqa, 1.0));
-    const double dh = a->heads > 0 && heads > 0
-                          ? l2(static_cast<double>(a->heads) / static_cast<double>(heads))
-                          : 0.0;
-    return dg * dg + dh * dh;
-  };
-  double best_f = std::numeric_limits<double>::infinity();
-  for (const auto* a : pts) best_f = std::min(best_f, family_d2(a));
-  std::erase_if(pts, [&](const AttentionPoint* a) { return family_d2(a) != best_f; });
-  // Within the family: the block's (log2 Sq, log2 Sk) clamped to the points' range, then the
-  // weighted geometric mean of its nearest points (weights 1 / distance^2), an exact match being
-  // that point's rate. Outside the grid the edge's rate holds, never a blend of far points.
   double q_lo = std::numeric_limits<double>::infinity(), q_hi = -q_lo, k_lo = q_lo, k_hi = -q_lo;
   for (const auto* a : pts) {
     q_lo = std::min(q_lo, l2(static_cast<double>(a->sq)));
@@ -85,6 +64,56 @@ double CostModel::attention_tflops(bool causal, int64_t head_dim, double gqa, in
     lsum += std::log(tf) / d2;
   }
   return std::exp(lsum / wsum);
+}
+
+}  // namespace
+
+double CostModel::attention_tflops(bool causal, int64_t head_dim, double gqa, int64_t heads,
+                                   int64_t sq, int64_t sk, bool shared) const {
+  auto l2 = [](double x) { return std::log2(x); };
+  // The points of this mask (shared ones where asked and measured), then of the head_dim
+  // nearest to the block's.
+  const bool mode = shared && std::any_of(p_.attention.begin(), p_.attention.end(),
+                                          [&](const AttentionPoint& a) {
+                                            return a.causal == causal && a.shared;
+                                          });
+  double best_d = std::numeric_limits<double>::infinity();
+  for (const auto& a : p_.attention)
+    if (a.causal == causal && a.shared == mode)
+      best_d = std::min(
+          best_d, std::abs(l2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim))));
+  if (!std::isfinite(best_d)) return p_.peak_tflops;
+  std::vector<const AttentionPoint*> pts;
+  for (const auto& a : p_.attention)
+    if (a.causal == causal && a.shared == mode &&
+        std::abs(l2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim))) == best_d)
+      pts.push_back(&a);
+  // Then the GQA ratio nearest to the block's (log2 distance).
+  double best_g = std::numeric_limits<double>::infinity();
+  for (const auto* a : pts) best_g = std::min(best_g, std::abs(l2(a->gqa) - l2(std::max(gqa, 1.0))));
+  std::erase_if(pts, [&](const AttentionPoint* a) {
+    return std::abs(l2(a->gqa) - l2(std::max(gqa, 1.0))) != best_g;
+  });
+  // Then B·H: the rate of each of the two measured head counts around the block's (or of the
+  // nearest one, beyond them), linear in log2(heads) between the two; points that do not give
+  // heads count for any.
+  std::vector<int64_t> hs;
+  for (const auto* a : pts) hs.push_back(a->heads);
+  std::sort(hs.begin(), hs.end());
+  hs.erase(std::unique(hs.begin(), hs.end()), hs.end());
+  auto rate_at = [&](int64_t h) {
+    std::vector<const AttentionPoint*> fam;
+    for (const auto* a : pts)
+      if (a->heads == h) fam.push_back(a);
+    return family_tflops(fam, sq, sk);
+  };
+  if (hs.front() == 0 || heads <= 0 || heads <= hs.front()) return rate_at(hs.front());
+  if (heads >= hs.back()) return rate_at(hs.back());
+  size_t b = 1;
+  while (hs[b] < heads) ++b;
+  const double f = l2(static_cast<double>(heads) / static_cast<double>(hs[b - 1])) /
+                   l2(static_cast<double>(hs[b]) / static_cast<double>(hs[b - 1]));
+  return std::exp(std::log(rate_at(hs[b - 1])) * (1 - f) + std::log(rate_at(hs[b])) * f);
 }
 
 const std::string& CostModel::link_class(int rank, const std::vector<int>& peers) const {
@@ -131,9 +160,9 @@ Expected<double> CostModel::seconds(const OpRecord& rec, int rank, int world) co
       const double gqa = rec.kv_heads > 0
                              ? static_cast<double>(rec.heads) / static_cast<double>(rec.kv_heads)
                              : 1.0;
-      const double rate =
-          attention_tflops(causal, rec.head_dim, gqa, rec.batch * rec.heads, rec.sq, rec.sk);
       const bool shared = rec.stream == Stream::compute && rec.comm_in_flight;
+      const double rate = attention_tflops(causal, rec.head_dim, gqa, rec.batch * rec.heads,
+                                           rec.sq, rec.sk, shared);
       return t + rec.flops / (rate * 1e12) * (shared ? p_.share_factor : 1.0);
     }
     case OpKind::merge:

@@ -5,11 +5,16 @@
 //     profile's attention points, times share_factor when a transfer may run beside it
 //     (OpRecord::comm_in_flight on the compute stream). A causal block whose every pair is
 //     visible counts as full. The rate at (Sq, Sk, gqa, heads = B·H) comes from the points of
-//     the block's mask, of the nearest head_dim and then of the nearest (gqa, heads) family
-//     (log2 distances; heads left out where a point does not give it): the block's (log2 Sq,
-//     log2 Sk) is clamped to that family's range and the rate is the weighted geometric mean of
-//     its 3 nearest points (weights 1 / distance^2), an exact match being that point's rate.
-//     So it lies within the points' range, and beyond the grid the edge's rate holds.
+//     the block's mask (the `shared` ones for a block beside a transfer, where the profile has
+//     any of that mask, else the others), of the nearest head_dim, then of the nearest GQA ratio
+//     (log2 distances);
+//     within one head count, the block's (log2 Sq, log2 Sk) is clamped to the points' range and
+//     the rate is the weighted geometric mean of its 3 nearest points (weights 1 / distance^2),
+//     an exact match being that point's rate; between the two measured head counts around the
+//     block's, the rate is linear in log2(heads) on a log scale (a small kernel's time barely
+//     changes with its heads, so its rate grows with them), the nearest count's beyond them
+//     (points without heads stand for any). So it lies within the points' range, and beyond the
+//     grid the edge's rate holds.
 //     Without points (or none of the block's mask): the profile's peak_tflops.
 //   - p2p, all-to-all, all-gather: the curve of the op's collective on its link class, at the
 //     bytes the rank sends to its peers (p2p: the larger of sent and received), interpolated
@@ -48,9 +53,10 @@ class CostModel {
   // Seconds op `rec` of rank `rank` in a world of `world` ranks takes once started.
   Expected<double> seconds(const OpRecord& rec, int rank, int world) const;
 
-  // TF/s of an attention block (visible pairs only) before the share factor.
+  // TF/s of an attention block (visible pairs only) before the share factor; `shared`: issued
+  // beside a transfer (the profile's shared points where it has any of the block's mask).
   double attention_tflops(bool causal, int64_t head_dim, double gqa, int64_t heads, int64_t sq,
-                          int64_t sk) const;
+                          int64_t sk, bool shared = false) const;
   // The link class an op of `rank` with these peers uses.
   const std::string& link_class(int rank, const std::vector<int>& peers) const;
 

@@ -68,6 +68,21 @@ TEST(SimAttentionTable, ExactPointsBlendsAndClamps) {
   heads.attention = {{true, 128, 1, 8, 1024, 1024, 400}, {true, 128, 1, 32, 1024, 1024, 600}};
   EXPECT_DOUBLE_EQ(CostModel(heads).attention_tflops(true, 128, 1, 8, 1024, 1024), 400);
   EXPECT_DOUBLE_EQ(CostModel(heads).attention_tflops(true, 128, 1, 32, 1024, 1024), 600);
+  // Between two head counts: linear in log2(heads) on a log scale (16 is halfway from 8 to 32).
+  EXPECT_NEAR(CostModel(heads).attention_tflops(true, 128, 1, 16, 1024, 1024),
+              std::sqrt(400.0 * 600.0), 1e-9);
+  EXPECT_DOUBLE_EQ(CostModel(heads).attention_tflops(true, 128, 1, 4, 1024, 1024), 400);
+  EXPECT_DOUBLE_EQ(CostModel(heads).attention_tflops(true, 128, 1, 64, 1024, 1024), 600);
+  // Beside a transfer: the shared points of the mask where there are any, else the others.
+  HardwareProfile modes = heads;
+  AttentionPoint beside{true, 128, 1, 8, 1024, 1024, 700};
+  beside.shared = true;
+  modes.attention.push_back(beside);
+  const CostModel mm(modes);
+  EXPECT_DOUBLE_EQ(mm.attention_tflops(true, 128, 1, 8, 1024, 1024, /*shared=*/true), 700);
+  EXPECT_DOUBLE_EQ(mm.attention_tflops(true, 128, 1, 8, 1024, 1024, /*shared=*/false), 400);
+  modes.attention.push_back({false, 128, 1, 8, 1024, 1024, 250});
+  EXPECT_DOUBLE_EQ(CostModel(modes).attention_tflops(false, 128, 1, 8, 1024, 1024, true), 250);
 }
 
 OpRecord attention_op(BlockMask::Kind kind, int64_t diag, bool in_flight) {

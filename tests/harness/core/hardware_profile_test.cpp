@@ -32,7 +32,7 @@ TEST(HardwareProfileTables, FullProfileParses) {
           "  - {duty: 1, tokens: 1024, seconds: [0.1], slowdown: [1.3]}\n"
           "attention:\n"
           "  - {mask: causal, head_dim: 128, gqa: 4, heads: 32, sq: 8192, sk: 16384, tflops: 610}\n"
-          "  - {mask: full, head_dim: 64, sq: 1024, sk: 1024, tflops: 300.5}\n"
+          "  - {mask: full, head_dim: 64, sq: 1024, sk: 1024, tflops: 300.5, shared: true}\n"
           "links:\n  nvlink:\n    ranks: 4\n"
           "    sendrecv: {bytes: [1048576, 4194304], us: [26, 43]}\n"
           "  rdma:\n    ranks: 16\n    all_gather: {bytes: [1000], us: [40]}\n"
@@ -60,6 +60,8 @@ TEST(HardwareProfileTables, FullProfileParses) {
   EXPECT_EQ(p->attention[0].sk, 16384);
   EXPECT_DOUBLE_EQ(p->attention[0].tflops, 610);
   EXPECT_FALSE(p->attention[1].causal);
+  EXPECT_FALSE(p->attention[0].shared);
+  EXPECT_TRUE(p->attention[1].shared);
   EXPECT_DOUBLE_EQ(p->attention[1].gqa, 1);  // default
   EXPECT_EQ(p->attention[1].heads, 0);       // not given
   ASSERT_EQ(p->links.size(), 2u);
@@ -136,6 +138,8 @@ TEST(HardwareProfileTables, BadTablesNameFileLineAndInnerKey) {
   EXPECT_TRUE(has(e, "topology.inter_node:") && has(e, "rdma")) << e;
   e = err("copy: {bytes: [100], gbps: [0]}\n");
   EXPECT_TRUE(has(e, "copy.gbps:") && has(e, "positive")) << e;
+  e = err("attention:\n  - {mask: full, head_dim: 8, sq: 8, sk: 8, tflops: 1, shared: yes}\n");
+  EXPECT_TRUE(has(e, "attention[0].shared:") && has(e, "true or false")) << e;
   e = err("comm_share_factor: 0.9\n");
   EXPECT_TRUE(has(e, "hw.yaml:4: comm_share_factor:") && has(e, "1..")) << e;
   e = err("sustained:\n  - {duty: 1.5, seconds: [0], slowdown: [1]}\n");
