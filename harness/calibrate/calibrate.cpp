@@ -617,7 +617,8 @@ Grid default_grid(bool quick, bool gpu) {
             : attention_grid({1024, 2048}, {64, 128}, {1, 4}, {8}, {1}, {2048});
     if (all) {
       const auto small =
-          attention_grid(powers(64, 1024, 2), {16, 32}, {1, 2}, {8, 32}, {1, 16}, {1024, 4096});
+          attention_grid(powers(16, 1024, 2), {16, 32}, {1, 2}, {8, 32, 128}, {1, 16},
+                         {256, 1024, 4096});
       g.attention.insert(g.attention.end(), small.begin(), small.end());
     }
     add_shared_squares(g.attention);

@@ -21,7 +21,7 @@
 //     when the op began; a 16K block at three duties and a 64K one busy all the time (on 4x
 //     H200 the larger block slowed less);
 //   - attention blocks of one to a few hundred queries against long keys (decode), full mask;
-//     small blocks (64 to 1K tokens) at head_dim 16 and 32 (the quickstart's shapes);
+//     small blocks (16 to 1K tokens, up to 128 heads) at head_dim 16 and 32 (the quickstart's);
 //   - the squares again in the kernel's mode beside a transfer (`shared` points: an empty
 //     transfer issued first on the comm stream; the Hopper kernel then launches one block per
 //     tile, which for causal blocks of few heads measured up to twice as fast as its persistent
