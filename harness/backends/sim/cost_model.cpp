@@ -71,23 +71,22 @@ double family_tflops(const std::vector<const AttentionPoint*>& pts, int64_t sq, 
 double CostModel::attention_tflops(bool causal, int64_t head_dim, double gqa, int64_t heads,
                                    int64_t sq, int64_t sk, bool shared) const {
   auto l2 = [](double x) { return std::log2(x); };
-  // The points of this mask (shared ones where asked and measured), then of the head_dim
-  // nearest to the block's.
-  const bool mode = shared && std::any_of(p_.attention.begin(), p_.attention.end(),
-                                          [&](const AttentionPoint& a) {
-                                            return a.causal == causal && a.shared;
-                                          });
+  // The points of this mask, then of the head_dim nearest to the block's, then of its mode: the
+  // shared ones for a block beside a transfer where that head_dim has any, else the others.
   double best_d = std::numeric_limits<double>::infinity();
   for (const auto& a : p_.attention)
-    if (a.causal == causal && a.shared == mode)
+    if (a.causal == causal)
       best_d = std::min(
           best_d, std::abs(l2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim))));
   if (!std::isfinite(best_d)) return p_.peak_tflops;
   std::vector<const AttentionPoint*> pts;
   for (const auto& a : p_.attention)
-    if (a.causal == causal && a.shared == mode &&
+    if (a.causal == causal &&
         std::abs(l2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim))) == best_d)
       pts.push_back(&a);
+  const bool mode =
+      shared && std::any_of(pts.begin(), pts.end(), [](const AttentionPoint* a) { return a->shared; });
+  std::erase_if(pts, [&](const AttentionPoint* a) { return a->shared != mode; });
   // Then the GQA ratio nearest to the block's (log2 distance).
   double best_g = std::numeric_limits<double>::infinity();
   for (const auto* a : pts) best_g = std::min(best_g, std::abs(l2(a->gqa) - l2(std::max(gqa, 1.0))));

@@ -5,8 +5,8 @@
 //     profile's attention points, times share_factor when a transfer may run beside it
 //     (OpRecord::comm_in_flight on the compute stream). A causal block whose every pair is
 //     visible counts as full. The rate at (Sq, Sk, gqa, heads = B·H) comes from the points of
-//     the block's mask (the `shared` ones for a block beside a transfer, where the profile has
-//     any of that mask, else the others), of the nearest head_dim, then of the nearest GQA ratio
+//     the block's mask, of the nearest head_dim (then the `shared` ones for a block beside a
+//     transfer where that head_dim has any, else the others), then of the nearest GQA ratio
 //     (log2 distances);
 //     within one head count, the block's (log2 Sq, log2 Sk) is clamped to the points' range and
 //     the rate is the weighted geometric mean of its 3 nearest points (weights 1 / distance^2),
@@ -54,7 +54,7 @@ class CostModel {
   Expected<double> seconds(const OpRecord& rec, int rank, int world) const;
 
   // TF/s of an attention block (visible pairs only) before the share factor; `shared`: issued
-  // beside a transfer (the profile's shared points where it has any of the block's mask).
+  // beside a transfer (the profile's shared points where its head_dim has any).
   double attention_tflops(bool causal, int64_t head_dim, double gqa, int64_t heads, int64_t sq,
                           int64_t sk, bool shared = false) const;
   // The link class an op of `rank` with these peers uses.

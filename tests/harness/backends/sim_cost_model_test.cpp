@@ -83,6 +83,9 @@ TEST(SimAttentionTable, ExactPointsBlendsAndClamps) {
   EXPECT_DOUBLE_EQ(mm.attention_tflops(true, 128, 1, 8, 1024, 1024, /*shared=*/false), 400);
   modes.attention.push_back({false, 128, 1, 8, 1024, 1024, 250});
   EXPECT_DOUBLE_EQ(CostModel(modes).attention_tflops(false, 128, 1, 8, 1024, 1024, true), 250);
+  // A head_dim without shared points: its own points, not another head_dim's shared ones.
+  modes.attention.push_back({true, 16, 1, 8, 1024, 1024, 5});
+  EXPECT_DOUBLE_EQ(CostModel(modes).attention_tflops(true, 16, 1, 8, 1024, 1024, true), 5);
 }
 
 OpRecord attention_op(BlockMask::Kind kind, int64_t diag, bool in_flight) {
