@@ -8,8 +8,9 @@ Runs the measured run's own experiment (manifest `config_text`) on the sim backe
 profile, pairs the records by point_id, and writes to --out: `validation.csv` (one row per point:
 predicted and measured median seconds, the signed relative error (predicted - measured) /
 measured), `summary.json` (median and max |error|, the targets, the worst points), `README.md`
-(the table) and the sim's own run folder under `sim/` (predicted records and traces). Exit status
-1 when a bound is missed (--median-bound, --max-bound), 2 on bad input.
+(the table), `validation.png` (predicted against measured, log-log, with the bounds' bands) and
+the sim's own run folder under `sim/` (predicted records and traces). Exit status 1 when a
+bound is missed (--median-bound, --max-bound), 2 on bad input.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ def read_jsonl(path: Path) -> list[dict]:
 def point_label(rec: dict) -> str:
     c = rec.get("config", {})
     ctx = c.get("new_tokens", 0)
-    return (f"{c.get('preset', '')} {ctx // 1024}K cp{c.get('cp')} {c.get('strategy')} "
-            f"{c.get('layout')}")
+    size = f"{ctx // 1024}K" if ctx >= 1024 and ctx % 1024 == 0 else str(ctx)
+    phase = c.get("phase", "prefill")
+    what = "" if phase == "prefill" and not c.get("cached_tokens") else (
+        f" {phase}" if phase != "prefill" else f" after {c.get('cached_tokens')}")
+    return (f"{c.get('preset', '') or 'd' + str(c.get('head_dim', ''))} {size}{what} "
+            f"cp{c.get('cp')} {c.get('strategy')} {c.get('layout')}").strip()
 
 
 def pair_records(measured: list[dict], predicted: list[dict]) -> list[dict]:
@@ -104,6 +109,38 @@ def write_csv(rows: list[dict], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def plot(rows: list[dict], s: dict, title: str, path: Path) -> None:
+    """Predicted against measured time per point (log-log), one colour per strategy, with the
+    bands of the median and max bounds around the diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    xs = [r["measured_s"] * 1e3 for r in rows] + [r["predicted_s"] * 1e3 for r in rows]
+    lo, hi = min(xs) / 1.3, max(xs) * 1.3
+    ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
+    for b, alpha in ((s["max_bound"], 0.08), (s["median_bound"], 0.15)):
+        ax.fill_between([lo, hi], [lo * (1 - b), hi * (1 - b)], [lo * (1 + b), hi * (1 + b)],
+                        color="tab:green", alpha=alpha, lw=0, label=f"within {b:.0%}")
+    for strat in sorted({r["strategy"] or "?" for r in rows}):
+        pts = [r for r in rows if (r["strategy"] or "?") == strat]
+        ax.scatter([r["measured_s"] * 1e3 for r in pts], [r["predicted_s"] * 1e3 for r in pts],
+                   s=14, label=strat)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured ms (median of the timed iterations)")
+    ax.set_ylabel("predicted ms (sim)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cpbench", required=True)
@@ -112,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--median-bound", type=float, default=TARGET_MEDIAN)
     ap.add_argument("--max-bound", type=float, default=TARGET_MAX)
+    ap.add_argument("--title", default="", help="the plot's title (default: run and profile)")
     args = ap.parse_args(argv)
     try:
         manifest = json.loads((args.run / "manifest.json").read_text())
@@ -136,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
     (args.out / "table.md").write_text(
         markdown(rows, s, f"sim vs measured: {args.run} on {args.profile}"))
+    if rows:
+        head = args.title or f"{args.run.name} on {args.profile.name}"
+        plot(rows, s, f"{head}: {s['points']} points, median |err| {s['median_abs_error']:.1%}, "
+             f"max {s['max_abs_error']:.1%}", args.out / "validation.png")
     print(f"{s['points']} points: median |err| {s['median_abs_error']:.2%}, max "
           f"{s['max_abs_error']:.2%} -> {args.out}")
     return 0 if s["met"] else 1

@@ -4,9 +4,9 @@
 # folder under /tmp, runs the calibrate GPU test, runs `cpbench calibrate` with the default grid
 # (writing $OUT/profile.yaml and the raw samples $OUT/profile.json), then `python3 -m
 # analysis.sim_validate` on the new profile and, for comparison, on the committed
-# results/profiles/h200x4.yaml (calibrated in-sample from the Step E traces) against two measured
-# runs: Step E on 4x H200 (cp 1, 2, 4) and the host-overhead sweep on 2x H200 (cp 2). Last, a
-# short table: points, median and max |predicted - measured| / measured per run and profile.
+# results/profiles/h200x4-calibrated.yaml (the sim's default) against three measured runs: Step
+# E and the quickstart on 4x H200 (cp 1-4) and the host-overhead sweep on 2x H200 (cp 2). Last,
+# a short table: points, median and max |predicted - measured| / measured per run and profile.
 #
 # Usage: scripts/calibrate.sh [--quick] [--skip-tests]
 # Environment: OUT (default ./out-calibrate), BUILD_DIR (default /tmp/cpbench-calibrate),
@@ -77,9 +77,10 @@ if ((rc != 0)) || [[ ! -f $OUT/profile.yaml ]]; then
 fi
 
 # label=run folder
-runs=(stepE-h200x4=results/gpu/2026-11-22-h200x4-compare/cpbench
+runs=(stepE-h200x4=results/gpu/2026-11-22-h200x4-stepE-telemetry/runs/compare-h200-20261122T070341Z
+      quickstart-h200x4=results/gpu/2026-11-22-h200x4-quickstart-telemetry/runs/quickstart-20261122T071841Z
       host-h200x2=results/gpu/2026-11-22-h200x2-host-memory/eager/host-overhead-20261122T045453Z)
-profiles=("$OUT/profile.yaml" results/profiles/h200x4.yaml)
+profiles=("$OUT/profile.yaml" results/profiles/h200x4-calibrated.yaml)
 mkdir -p "$OUT/validation"
 for entry in "${runs[@]}"; do
   label=${entry%%=*}
@@ -100,6 +101,7 @@ echo
 import json, sys
 from pathlib import Path
 runs = {"stepE-h200x4": "Step E sweep, 4x H200 (cp 1, 2, 4)",
+        "quickstart-h200x4": "quickstart, 4x H200 (cp 1-4)",
         "host-h200x2": "host-overhead sweep, 2x H200 (cp 2)"}
 print("| measured run | profile | points | median abs err | max abs err | bounds 5% / 15% |")
 print("|---|---|---|---|---|---|")

@@ -14,7 +14,7 @@
 #   (GPU)  <machine> is the count and name of the GPUs the run uses (CUDA_VISIBLE_DEVICES
 #          counts), e.g. 4x-nvidia-h200; points with more ranks than GPUs are left out.
 #   --sim  the same sweep on the sim backend, on a hardware profile (--profile FILE, default
-#          results/profiles/h200x4.yaml): no GPU needed, and deterministic, so any change of a
+#          results/profiles/h200x4-calibrated.yaml, the sim's default): no GPU needed, and deterministic, so any change of a
 #          strategy's schedule (bytes, ops, overlap) that moves a predicted time by more than the
 #          threshold is caught; <machine> is sim-<profile file name>. CI runs this (ctest
 #          `regression_sim`).
@@ -47,7 +47,7 @@ done
 
 run_args=(--backend cuda)
 if ((sim)); then
-  profile=${profile:-results/profiles/h200x4.yaml}
+  profile=${profile:-results/profiles/h200x4-calibrated.yaml}
   [[ -f $profile ]] || { echo "regression: no hardware profile $profile" >&2; exit 2; }
   machine=sim-$(basename "$profile" .yaml)
   run_args=(--backend sim --hardware-profile "$profile")

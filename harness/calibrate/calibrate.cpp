@@ -435,7 +435,9 @@ class RankRun {
           return ex_.all_gather(Stream::comm, {b_.a, 0, c}, {b_.b, 0, n * c}, "all_gather");
         };
       }
-      CPB_ASSIGN_OR_RETURN(Series s, time_op(kind, static_cast<int>(i), 1, g_.link_repeats, op));
+      const int batch = g_.link_bytes[i] <= g_.link_batch_bytes ? g_.link_batch : 1;
+      CPB_ASSIGN_OR_RETURN(Series s,
+                           time_op(kind, static_cast<int>(i), batch, g_.link_repeats, op));
       const double x = static_cast<double>(std::max(s.rec.bytes_sent, s.rec.bytes_recv));
       if (i == 0 || i + 1 == g_.link_bytes.size())
         line += fmt::format("{}{} {:.1f} us", line.empty() ? "" : " ... ", size_text(x),
@@ -633,6 +635,8 @@ Grid default_grid(bool quick, bool gpu) {
     g.warmup = 1;
     g.repeats = all ? 5 : 3;
     g.link_repeats = all ? 20 : 5;
+    g.link_batch = 20;
+    g.link_batch_bytes = kMiB;
     g.sample_s = all ? 2e-3 : 0.5e-3;
     g.idle_ratio = all ? 1.0 : 0.0;
     if (all) {
@@ -696,6 +700,8 @@ nlohmann::json to_json(const Grid& g) {
           {"warmup", g.warmup},
           {"repeats", g.repeats},
           {"link_repeats", g.link_repeats},
+          {"link_batch", g.link_batch},
+          {"link_batch_bytes", g.link_batch_bytes},
           {"sample_s", g.sample_s},
           {"idle_ratio", g.idle_ratio},
           {"sustained", sustained},

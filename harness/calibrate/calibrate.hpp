@@ -7,7 +7,8 @@
 //   - every other op's table value is its measured time per op less launch_us (the model adds
 //     launch_us back, so launch_us + table = what one op took here); compute ops (attention,
 //     copy, merge) are timed as batches of back-to-back launches over rotating buffers (no L2
-//     reuse between them), communication ops one per sample, as cpbench_bench_nccl times them;
+//     reuse between them), communication ops one per sample, as cpbench_bench_nccl times them,
+//     but for small ones (Grid::link_batch_bytes), a batch per sample;
 //   - attention TF/s: mask-aware FLOPs (causal counts visible pairs only) over that time;
 //   - links: sendrecv (ring: send to the next rank, receive from the previous), all_to_all and
 //     all_gather against the bytes a rank sends to its peers (OpRecord::bytes_sent; p2p the
@@ -74,6 +75,10 @@ struct Grid {
   int warmup = 0;            // untimed batches (compute) or ops (communication) per point
   int repeats = 0;           // timed samples per compute point
   int link_repeats = 0;      // timed samples per communication point
+  // Transfers of at most link_batch_bytes are timed link_batch back to back per sample (the same
+  // count on every rank), so that a sample is not one latency plus the ranks' skew at its start.
+  int link_batch = 1;
+  int64_t link_batch_bytes = 0;
   double sample_s = 0;       // a compute sample's target duration (sets its batch)
   int max_batch = 0;
   int64_t rotate_bytes = 0;  // compute ops cycle through at least this much memory per buffer

@@ -64,7 +64,7 @@ int cmd_list() {
 #endif
   std::printf("  %-14s %s\n", "sim",
               "available: predicts times on a hardware profile (default "
-              "results/profiles/h200x4.yaml); computes nothing");
+              "results/profiles/h200x4-calibrated.yaml); computes nothing");
   std::printf("presets:\n");
   for (const auto& [name, p] : builtin_presets())
     std::printf("  %-16s heads %lld, kv_heads %lld, head_dim %lld  %s\n", name.c_str(),
@@ -329,7 +329,7 @@ int run_main(int argc, char** argv) {
                 "cuda: time CUDA graph replays of each point's iteration (as `cuda_graph: true`)");
   run->add_option("--hardware-profile", so.hardware_profile,
                   "Profile YAML for points that name none: sim's cost model (default "
-                  "results/profiles/h200x4.yaml), auto's C and BW");
+                  "results/profiles/h200x4-calibrated.yaml), auto's C and BW");
 
   auto* list = app.add_subcommand("list", "List strategies, layouts, backends and presets");
 

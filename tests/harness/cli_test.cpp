@@ -335,7 +335,7 @@ TEST_F(Cli, SimBackendWritesPredictedRecords) {
     EXPECT_TRUE(rec["predicted"].get<bool>());
     EXPECT_EQ(rec["time"]["clock"], "sim");
     EXPECT_GT(rec["time"]["median"].get<double>(), 0);
-    EXPECT_EQ(rec["hardware_profile"]["name"], "h200x4");
+    EXPECT_EQ(rec["hardware_profile"]["name"], "h200x4-calibrated");
     EXPECT_FALSE(rec["verify"]["ran"].get<bool>());
     EXPECT_NE(rec["verify"]["reason"].get<std::string>().find("predicted"), std::string::npos);
     ASSERT_TRUE(rec.contains("trace")) << rec.dump();

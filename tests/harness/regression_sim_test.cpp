@@ -1,5 +1,5 @@
 // The regression gate on the sim backend, CI's version of scripts/regression.sh: the committed
-// baseline (results/baselines/sim-h200x4.json) passes against a fresh run of the sweep, and a
+// baseline (results/baselines/sim-h200x4-calibrated.json) passes against a fresh run of the sweep, and a
 // baseline made 10% faster for one point (as if the code had since lost 10% there) fails the
 // gate on exactly that point. The sim is deterministic, so neither outcome is a matter of luck.
 #include <gtest/gtest.h>
@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 using testing_support::cpbench;
 
 const std::string kSource = CPBENCH_SOURCE_DIR;
-const std::string kBaseline = kSource + "/results/baselines/sim-h200x4.json";
+const std::string kBaseline = kSource + "/results/baselines/sim-h200x4-calibrated.json";
 
 fs::path run_sweep(const fs::path& dir) {
   const fs::path run = dir / "run";

@@ -84,8 +84,18 @@ double CostModel::attention_tflops(bool causal, int64_t head_dim, double gqa, in
     if (a.causal == causal &&
         std::abs(l2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim))) == best_d)
       pts.push_back(&a);
-  const bool mode =
-      shared && std::any_of(pts.begin(), pts.end(), [](const AttentionPoint* a) { return a->shared; });
+  // (Only inside the shared points' range of Sq and Sk: they are squares of the long-block
+  // grid, and a decode block's mode is its own table's.)
+  bool mode = false;
+  if (shared) {
+    int64_t q_lo = std::numeric_limits<int64_t>::max(), q_hi = 0;
+    for (const auto* a : pts)
+      if (a->shared) {
+        q_lo = std::min({q_lo, a->sq, a->sk});
+        q_hi = std::max({q_hi, a->sq, a->sk});
+      }
+    mode = q_hi > 0 && std::min(sq, sk) >= q_lo && std::max(sq, sk) <= q_hi;
+  }
   std::erase_if(pts, [&](const AttentionPoint* a) { return a->shared != mode; });
   // Then the GQA ratio nearest to the block's (log2 distance).
   double best_g = std::numeric_limits<double>::infinity();
@@ -160,8 +170,25 @@ Expected<double> CostModel::seconds(const OpRecord& rec, int rank, int world) co
                              ? static_cast<double>(rec.heads) / static_cast<double>(rec.kv_heads)
                              : 1.0;
       const bool shared = rec.stream == Stream::compute && rec.comm_in_flight;
-      const double rate = attention_tflops(causal, rec.head_dim, gqa, rec.batch * rec.heads,
-                                           rec.sq, rec.sk, shared);
+      const int64_t bh = rec.batch * rec.heads;
+      double rate = attention_tflops(causal, rec.head_dim, gqa, bh, rec.sq, rec.sk, shared);
+      // A causal block past its diagonal (partial prefill: queries after cached keys) is mostly
+      // visible pairs, like a full block; the table's causal points are squares on the diagonal.
+      // Between the two, the rate moves from the causal to the full one (log scale) as the
+      // visible pairs go from the diagonal block's to all of them.
+      if (causal) {
+        const double all = static_cast<double>(rec.sq) * static_cast<double>(rec.sk);
+        const double on_diag = static_cast<double>(
+            block_pairs({BlockMask::Kind::causal, 0}, rec.sq, rec.sk));
+        const double visible = static_cast<double>(block_pairs(rec.mask, rec.sq, rec.sk));
+        const double w =
+            all > on_diag ? std::clamp((visible - on_diag) / (all - on_diag), 0.0, 1.0) : 0.0;
+        if (w > 0) {
+          const double full =
+              attention_tflops(false, rec.head_dim, gqa, bh, rec.sq, rec.sk, shared);
+          rate = std::exp(std::log(rate) * (1 - w) + std::log(full) * w);
+        }
+      }
       return t + rec.flops / (rate * 1e12) * (shared ? p_.share_factor : 1.0);
     }
     case OpKind::merge:

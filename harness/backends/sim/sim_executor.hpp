@@ -9,8 +9,9 @@
 // predicted Chrome trace in the format of real ones.
 //
 // The profile is the point's `hardware_profile` (the experiment key or `cpbench run
-// --hardware-profile`), else the committed default_sim_profile() (4x H200, calibrated by
-// scripts/make_sim_profile.py); the record names it (backend_detail). Ops skipped by the
+// --hardware-profile`), else the committed default_sim_profile() (4x H200, measured by
+// `cpbench calibrate` and validated against measured runs out of sample:
+// results/sim/validation-h200x4-calibrated/); the record names it (backend_detail). Ops skipped by the
 // compute-only / comm-only variants are left out of the played program, as they are left out of
 // a real run. Buffers are only counted (peak memory is still reported); reads give zeros, so
 // there is nothing to verify.

@@ -66,7 +66,7 @@ TEST(SimBackend, EveryStrategyEveryPhaseAndCp) {
         EXPECT_NE(res->verify.reference.find("not verified"), std::string::npos);
         EXPECT_TRUE(res->o.empty());  // nothing computed, nothing gathered
         EXPECT_TRUE(res->backend_detail["predicted"].get<bool>());
-        EXPECT_EQ(res->backend_detail["hardware_profile"]["name"], "h200x4");
+        EXPECT_EQ(res->backend_detail["hardware_profile"]["name"], "h200x4-calibrated");
         ASSERT_EQ(static_cast<int>(res->ranks.size()), cp);
         for (const auto& rk : res->ranks) {
           EXPECT_FALSE(rk.trace.empty());

@@ -83,9 +83,45 @@ TEST(SimAttentionTable, ExactPointsBlendsAndClamps) {
   EXPECT_DOUBLE_EQ(mm.attention_tflops(true, 128, 1, 8, 1024, 1024, /*shared=*/false), 400);
   modes.attention.push_back({false, 128, 1, 8, 1024, 1024, 250});
   EXPECT_DOUBLE_EQ(CostModel(modes).attention_tflops(false, 128, 1, 8, 1024, 1024, true), 250);
+  // Outside the shared points' sizes (a decode block): the block's own points.
+  modes.attention.push_back({false, 128, 1, 8, 1, 1024, 3});
+  EXPECT_DOUBLE_EQ(CostModel(modes).attention_tflops(false, 128, 1, 8, 1, 1024, true), 3);
   // A head_dim without shared points: its own points, not another head_dim's shared ones.
   modes.attention.push_back({true, 16, 1, 8, 1024, 1024, 5});
   EXPECT_DOUBLE_EQ(CostModel(modes).attention_tflops(true, 16, 1, 8, 1024, 1024, true), 5);
+}
+
+TEST(SimCostModel, CausalBlocksPastTheDiagonalMoveToTheFullRate) {
+  // Causal squares at 100 TF/s, full blocks at 400: a causal block on the diagonal pays the
+  // causal rate, one whose every pair is visible the full rate, one halfway (in visible pairs
+  // beyond the diagonal block's) their geometric mean.
+  HardwareProfile p;
+  p.attention = {{true, 64, 1, 0, 64, 64, 100}, {false, 64, 1, 0, 64, 64, 400}};
+  const CostModel m(p);
+  OpRecord r;
+  r.kind = OpKind::attention;
+  r.batch = 1;
+  r.heads = 1;
+  r.kv_heads = 1;
+  r.head_dim = 64;
+  r.sq = 64;
+  r.sk = 64;
+  auto rate = [&](int64_t diag) {
+    r.mask = {BlockMask::Kind::causal, diag};
+    r.flops = 4.0 * 64 * static_cast<double>(block_pairs(r.mask, r.sq, r.sk));
+    auto s = m.seconds(r, 0, 1);
+    EXPECT_TRUE(s.ok());
+    return r.flops / *s / 1e12;
+  };
+  EXPECT_NEAR(rate(0), 100, 1e-9);
+  EXPECT_NEAR(rate(63), 400, 1e-9);  // every pair visible: counted as full
+  // In between: the weight is the share of the pairs beyond the diagonal block's that are visible.
+  const double on_diag = 64.0 * 65 / 2, all = 64.0 * 64;
+  for (int64_t d = 1; d < 63; ++d) {
+    const double v = static_cast<double>(block_pairs({BlockMask::Kind::causal, d}, 64, 64));
+    const double w = (v - on_diag) / (all - on_diag);
+    EXPECT_NEAR(rate(d), std::exp(std::log(100.0) * (1 - w) + std::log(400.0) * w), 1e-6) << d;
+  }
 }
 
 OpRecord attention_op(BlockMask::Kind kind, int64_t diag, bool in_flight) {
