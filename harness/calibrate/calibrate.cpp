@@ -49,9 +49,9 @@ std::vector<int64_t> powers(int64_t from, int64_t to, int64_t step) {
   return v;
 }
 
-// Causal squares; full squares and the 1:2 / 2:1 blocks of the zigzag ring; full blocks of a few
-// queries (decode: `decode_sq`) against `decode_sk` keys; for every head_dim, GQA ratio and B·H
-// that divides.
+// Causal squares; full squares and the 1:2 / 2:1 blocks of the zigzag ring; full blocks of few
+// queries (`decode_sq`: decode, and partial prefill's new tokens) against `decode_sk` keys; for
+// every head_dim, GQA ratio and B·H that divides.
 std::vector<AttentionShape> attention_grid(const std::vector<int64_t>& sizes,
                                            const std::vector<int64_t>& dims,
                                            const std::vector<int64_t>& gqas,
@@ -615,7 +615,7 @@ Grid default_grid(bool quick, bool gpu) {
     const bool all = !quick;
     g.attention =
         all ? attention_grid(powers(1024, 64 * 1024, 2), {64, 128}, {1, 4, 8, 16}, {8, 16, 32},
-                             {1, 16, 128}, powers(1024, 64 * 1024, 4))
+                             {1, 16, 128, 512, 2048}, powers(1024, 64 * 1024, 4))
             : attention_grid({1024, 2048}, {64, 128}, {1, 4}, {8}, {1}, {2048});
     if (all) {
       const auto small =

@@ -21,7 +21,8 @@
 //     few seconds after a cool-down, each op's time over the block's time in the grid, binned by
 //     when the op began; a 16K block at three duties and a 64K one busy all the time (on 4x
 //     H200 the larger block slowed less);
-//   - attention blocks of one to a few hundred queries against long keys (decode), full mask;
+//   - full blocks of 1 to 2048 queries against 1K-64K keys (decode, and partial prefill's new
+//     tokens against the cache);
 //     small blocks (16 to 1K tokens, up to 128 heads) at head_dim 16 and 32 (the quickstart's);
 //   - the squares again in the kernel's mode beside a transfer (`shared` points: an empty
 //     transfer issued first on the comm stream; the Hopper kernel then launches one block per
