@@ -117,5 +117,5 @@ for d in sorted(p for p in Path(sys.argv[1]).iterdir() if p.is_dir()):
     print(f"| {label} | {prof} | {s['points']} | {pct(s['median_abs_error'])} | "
           f"{pct(s['max_abs_error'])} | {'met' if s['met'] else 'not met'} |")
 EOF
-grep -E "^(peak_tflops|bandwidth_gbps|launch_us|share_factor):" "$OUT/profile.yaml"
+grep -E "^(peak_tflops|bandwidth_gbps|launch_us|share_factor|comm_share_factor):" "$OUT/profile.yaml"
 stamp "done"

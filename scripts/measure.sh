@@ -65,6 +65,7 @@ if [[ -n $fields ]]; then
   nvidia-smi --query-gpu="$fields" --format=csv,noheader,nounits -lms "$ms" \
     >> "$OUT/telemetry.csv" 2>/dev/null &
   tele_pid=$!
+  trap 'kill "$tele_pid" 2>/dev/null' EXIT
   echo "measure: telemetry every $ms ms: $fields"
 else
   echo "measure: nvidia-smi takes none of the telemetry queries: no telemetry.csv"
@@ -80,6 +81,11 @@ for f in "$@"; do
   ((r != 0)) && rc=$r
 done
 [[ -n $tele_pid ]] && kill "$tele_pid" 2>/dev/null
-tar -C "$OUT" -czf "$OUT/runs.tar.gz" runs && rm -rf "$OUT/runs"
+if tar -C "$OUT" -czf "$OUT/runs.tar.gz" runs; then
+  rm -rf "$OUT/runs"
+else
+  echo "measure: could not pack $OUT/runs (left as it is)"
+  rc=1
+fi
 echo "measure: done rc=$rc"
 exit $rc

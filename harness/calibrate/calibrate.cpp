@@ -34,14 +34,15 @@ constexpr int64_t kKiB = 1024, kMiB = kKiB * kKiB, kGiB = kMiB * kKiB;
 // A table value is a measured time less launch_us; below this share of the measured time (an op
 // about as short as a launch) it is floored here and flagged, so that no rate becomes infinite.
 constexpr double kMinTableShare = 0.1;
-// Transfers move whole 256-byte units per peer, as the strategies' tensors do: a chunk of
+// Transfers move whole 256-byte units per peer (chunks of at least that), as the strategies'
+// tensors do: a chunk of
 // bytes / 3 per peer (4 ranks) is only 4-byte aligned, and NCCL copied such buffers at about half
 // the speed (4x H200: an all-to-all of 256 MiB per rank at 158 GB/s against 285 GB/s in the
 // strategies' traces).
 constexpr int64_t kLinkAlignElems = 128;
 // Start times (seconds since the load began) that bound the bins of the sustained-load curves.
-constexpr double kSustainedBins[] = {0,   0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5,
-                                     0.75, 1,   1.5,  2,    3,   4.5, 6,   1e9};
+constexpr double kSustainedBins[] = {0,    0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5,
+                                     0.75, 1,    1.5,  2,    3,   4.5, 6,    1e9};
 
 std::vector<int64_t> powers(int64_t from, int64_t to, int64_t step) {
   std::vector<int64_t> v;
@@ -74,7 +75,15 @@ std::vector<AttentionShape> attention_grid(const std::vector<int64_t>& sizes,
         for (int64_t q : decode_sq)
           for (int64_t k : decode_sk) out.push_back({false, d, g, h, q, k});
       }
-  return out;
+  // The few-query rows can repeat a 1:2 or 2:1 block: measure each shape once.
+  std::vector<AttentionShape> unique;
+  for (const auto& s : out)
+    if (std::none_of(unique.begin(), unique.end(), [&](const AttentionShape& u) {
+          return u.causal == s.causal && u.head_dim == s.head_dim && u.gqa == s.gqa &&
+                 u.heads == s.heads && u.sq == s.sq && u.sk == s.sk;
+        }))
+      unique.push_back(s);
+  return unique;
 }
 
 // The squares of head_dim >= 64 again, to be measured beside a transfer.
@@ -267,7 +276,7 @@ class RankRun {
 
   // The op once with logging on (its record; also the first, untimed run), a single-op pilot,
   // then batches of `batch` ops, or with batch 0 as many as last about g_.sample_s (compute
-  // ops; collectives take 1: every rank must issue the same ops).
+  // ops; collectives take a batch fixed by the grid: every rank must issue the same ops).
   Expected<Series> time_op(Kind kind, int index, int batch, int repeats,
                            const std::function<Status(int)>& op) {
     Series s;
@@ -494,14 +503,13 @@ class RankRun {
       for (int mode : {0, 1, 2}) CPB_TRY(one(mode));
     const double alone = summarize(ser.samples[0]).median,
                  beside = summarize(ser.samples[1]).median;
-    say(
-        fmt::format("share: causal {}x{} heads {} d{} on rank {}: {:.3f} ms alone, {:.3f} ms "
-                    "beside a {} sendrecv ({:.3f}); the sendrecv {:.3f} ms beside it, {:.3f} ms "
-                    "alone",
-                    tokens_text(s.sq), tokens_text(s.sk), s.heads, s.head_dim, r, alone * 1e3,
-                    beside * 1e3, size_text(static_cast<double>(2 * c)), beside / alone,
-                    summarize(ser.samples[2]).median * 1e3,
-                    summarize(ser.samples[3]).median * 1e3));
+    say(fmt::format(
+        "share: causal {}x{} heads {} d{} on rank {}: {:.3f} ms alone, {:.3f} ms "
+        "beside a {} sendrecv ({:.3f}); the sendrecv {:.3f} ms beside it, {:.3f} ms "
+        "alone",
+        tokens_text(s.sq), tokens_text(s.sk), s.heads, s.head_dim, r, alone * 1e3, beside * 1e3,
+        size_text(static_cast<double>(2 * c)), beside / alone,
+        summarize(ser.samples[2]).median * 1e3, summarize(ser.samples[3]).median * 1e3));
     out.push_back(std::move(ser));
     return {};
   }
@@ -528,16 +536,17 @@ class RankRun {
         CPB_ASSIGN_OR_RETURN(double t, sample(1, op, /*idle=*/false));
         ser.samples[0].push_back(t);
         ser.samples[1].push_back(at);
-        if (duty < 1) std::this_thread::sleep_for(std::chrono::duration<double>(t * (1 / duty - 1)));
+        if (duty < 1)
+          std::this_thread::sleep_for(std::chrono::duration<double>(t * (1 / duty - 1)));
       }
       const std::vector<double>& v = ser.samples[0];
       const size_t q = std::max<size_t>(1, v.size() / 4);
-      say(fmt::format("sustained: causal {}x{} heads {} d{} at duty {:.2f}: {} ops, the first "
-                      "quarter {:.3f} ms, the last {:.3f} ms (median) on rank {}",
-                      tokens_text(s.sq), tokens_text(s.sk), s.heads, s.head_dim, duty, v.size(),
-                      summarize({v.begin(), v.begin() + static_cast<std::ptrdiff_t>(q)}).median * 1e3,
-                      summarize({v.end() - static_cast<std::ptrdiff_t>(q), v.end()}).median * 1e3,
-                      ex_.rank()));
+      say(fmt::format(
+          "sustained: causal {}x{} heads {} d{} at duty {:.2f}: {} ops, the first "
+          "quarter {:.3f} ms, the last {:.3f} ms (median) on rank {}",
+          tokens_text(s.sq), tokens_text(s.sk), s.heads, s.head_dim, duty, v.size(),
+          summarize({v.begin(), v.begin() + static_cast<std::ptrdiff_t>(q)}).median * 1e3,
+          summarize({v.end() - static_cast<std::ptrdiff_t>(q), v.end()}).median * 1e3, ex_.rank()));
       out.push_back(std::move(ser));
     }
     return {};
@@ -618,9 +627,8 @@ Grid default_grid(bool quick, bool gpu) {
                              {1, 16, 128, 512, 2048}, powers(1024, 64 * 1024, 4))
             : attention_grid({1024, 2048}, {64, 128}, {1, 4}, {8}, {1}, {2048});
     if (all) {
-      const auto small =
-          attention_grid(powers(16, 1024, 2), {16, 32}, {1, 2}, {8, 32, 128}, {1, 16},
-                         {256, 1024, 4096});
+      const auto small = attention_grid(powers(16, 1024, 2), {16, 32}, {1, 2}, {8, 32, 128},
+                                        {1, 16}, {256, 1024, 4096});
       g.attention.insert(g.attention.end(), small.begin(), small.end());
     }
     add_shared_squares(g.attention);
@@ -641,8 +649,11 @@ Grid default_grid(bool quick, bool gpu) {
     g.idle_ratio = all ? 1.0 : 0.0;
     if (all) {
       const AttentionShape big = {true, 128, 1, 32, 64 * 1024, 64 * 1024};
-      g.sustained = {{g.share, 1.0, 800}, {g.share, 0.75, 400}, {g.share, 0.5, 400},
-                     {big, 1.0, 60}, {big, 0.75, 30}};
+      g.sustained = {{g.share, 1.0, 800},
+                     {g.share, 0.75, 400},
+                     {g.share, 0.5, 400},
+                     {big, 1.0, 60},
+                     {big, 0.75, 30}};
     } else {
       g.sustained = {{g.share, 1.0, 20}};
     }
@@ -920,7 +931,8 @@ Expected<Summary> run(const Options& o) {
         const double duty = run.duty;
         const std::vector<double>& began = s.samples[1];
         const auto ref = grid_s.find(shape_key(run.block));
-        CPB_REQUIRE(ref != grid_s.end(), "internal: a sustained block is not in the attention grid");
+        CPB_REQUIRE(ref != grid_s.end(),
+                    "internal: a sustained block is not in the attention grid");
         const double share_grid_s = ref->second;
         SustainedCurve c;
         c.duty = duty;
@@ -934,7 +946,8 @@ Expected<Summary> run(const Options& o) {
             }
           if (t.empty()) continue;
           c.slowdown.x.push_back(summarize(x).median);
-          c.slowdown.y.push_back(summarize(t).median / share_grid_s);
+          // Within the schema's bounds (a wild sample must not void the whole calibration).
+          c.slowdown.y.push_back(std::clamp(summarize(t).median / share_grid_s, 0.01, 10.0));
         }
         j["duty"] = duty;
         j["start_s"] = began;
@@ -974,9 +987,10 @@ Expected<Summary> run(const Options& o) {
   if (plan.world > 1 && transfer_alone > 0) {
     comm_share = std::clamp(transfer_beside / transfer_alone, 1.0, 10.0);
     if (comm_share != transfer_beside / transfer_alone)
-      notes.push_back(fmt::format("comm_share_factor measured {:.4f}; written as {:g}, the schema's "
-                                  "bound",
-                                  transfer_beside / transfer_alone, comm_share));
+      notes.push_back(
+          fmt::format("comm_share_factor measured {:.4f}; written as {:g}, the schema's "
+                      "bound",
+                      transfer_beside / transfer_alone, comm_share));
   }
   // auto's C: the best causal rate at the largest causal block.
   int64_t largest = 0;

@@ -19,8 +19,8 @@
 //     comm_share_factor: that sendrecv's time beside the block over its time alone, at least 1;
 //   - sustained: a block run back to back (and with idle between ops, for duties below 1) for a
 //     few seconds after a cool-down, each op's time over the block's time in the grid, binned by
-//     when the op began; a 16K block at three duties and a 64K one busy all the time (on 4x
-//     H200 the larger block slowed less);
+//     when the op began (a bin's median); a 16K block at duties 1, 0.75 and 0.5 and a 64K one
+//     at 1 and 0.75 (on 4x H200 the larger block slowed less);
 //   - full blocks of 1 to 2048 queries against 1K-64K keys (decode, and partial prefill's new
 //     tokens against the cache);
 //     small blocks (16 to 1K tokens, up to 128 heads) at head_dim 16 and 32 (the quickstart's);
@@ -28,7 +28,7 @@
 //     transfer issued first on the comm stream; the Hopper kernel then launches one block per
 //     tile, which for causal blocks of few heads measured up to twice as fast as its persistent
 //     grid alone);
-//   - transfers move whole 256-byte units per peer;
+//   - transfers move whole 256-byte units per peer (where a peer's chunk is at least that);
 //   - peak_tflops: the best causal rate at the largest causal block; bandwidth_gbps: the
 //     sendrecv's bytes over its time at the largest size.
 // Every sample of every rank is kept; a sample's value is the maximum over ranks (an op ends when
@@ -80,7 +80,7 @@ struct Grid {
   // count on every rank), so that a sample is not one latency plus the ranks' skew at its start.
   int link_batch = 1;
   int64_t link_batch_bytes = 0;
-  double sample_s = 0;       // a compute sample's target duration (sets its batch)
+  double sample_s = 0;  // a compute sample's target duration (sets its batch)
   int max_batch = 0;
   int64_t rotate_bytes = 0;  // compute ops cycle through at least this much memory per buffer
   // After each timed sample every rank idles this many times the sample's duration (at most

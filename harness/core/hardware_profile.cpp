@@ -282,6 +282,14 @@ Status read_sustained(const YAML::Node& n, HardwareProfile& p, Where& where) {
                   c.tokens > 0 ? fmt::format(" for blocks of {} tokens", c.tokens) : "");
     p.sustained.push_back(std::move(c));
   }
+  const bool any = std::any_of(p.sustained.begin(), p.sustained.end(),
+                               [](const SustainedCurve& c) { return c.tokens == 0; });
+  const bool sized = std::any_of(p.sustained.begin(), p.sustained.end(),
+                                 [](const SustainedCurve& c) { return c.tokens > 0; });
+  where.key = "sustained";
+  CPB_REQUIRE(!(any && sized),
+              "some curves give tokens and some do not: give every curve its block's tokens, or "
+              "none");
   std::sort(p.sustained.begin(), p.sustained.end(),
             [](const SustainedCurve& a, const SustainedCurve& b) {
               return std::tie(a.tokens, a.duty) < std::tie(b.tokens, b.duty);

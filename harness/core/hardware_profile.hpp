@@ -22,14 +22,15 @@
 //                   NCCL kernel and attention share the SMs and memory)
 //   sustained:      optional list of {duty: D, tokens: N, seconds: [...], slowdown: [...]}, each
 //                   measured under a steady load of attention blocks of N query x N key tokens
-//                   (tokens optional: any block) for a share D in (0, 1] of the time: an
+//                   (tokens optional: any block; then on every curve) for a share D in (0, 1]
+//                   of the time: an
 //                   attention op that starts `seconds` after the load began takes `slowdown`
 //                   times its table time (the GPU lowers its clocks at its power limit); seconds
 //                   >= 0 strictly increasing, one slowdown > 0 per time; (duty, tokens) distinct
 //   attention:      optional list of measured points, each a map
 //                     {mask: full|causal, head_dim: d, gqa: H/Hkv (default 1), heads: B·H of
 //                      the block (default: any), sq: Sq, sk: Sk, tflops: TF/s, shared: true|false
-//                      (default false: measured with a transfer issued beside it, where the
+//                      (default false; true: measured with a transfer issued beside it, where the
 //                      Hopper kernel gives up its persistent grid; such points price attention
 //                      issued beside a transfer, the others attention alone)}
 //                   TF/s count only visible (query, key) pairs (DESIGN.md: 4·B·H·d per pair; a

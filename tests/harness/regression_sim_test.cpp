@@ -1,6 +1,6 @@
 // The regression gate on the sim backend, CI's version of scripts/regression.sh: the committed
-// baseline (results/baselines/sim-h200x4-calibrated.json) passes against a fresh run of the sweep, and a
-// baseline made 10% faster for one point (as if the code had since lost 10% there) fails the
+// baseline (results/baselines/sim-h200x4-calibrated.json) passes against a fresh run of the sweep,
+// and a baseline made 10% faster for one point (as if the code had since lost 10% there) fails the
 // gate on exactly that point. The sim is deterministic, so neither outcome is a matter of luck.
 #include <gtest/gtest.h>
 

@@ -54,14 +54,16 @@ inline void expect_calibrated_profile(const std::string& yaml_path, int ranks) {
   // Decode blocks: a query or a few against many keys.
   EXPECT_TRUE(std::any_of(p->attention.begin(), p->attention.end(),
                           [](const AttentionPoint& a) { return a.sq == 1 && a.sk > 1; }));
-  EXPECT_GE(p->comm_share_factor, 1);
+  // Points measured beside a transfer, next to the others.
+  EXPECT_TRUE(std::any_of(p->attention.begin(), p->attention.end(),
+                          [](const AttentionPoint& a) { return a.shared; }));
+  EXPECT_TRUE(std::any_of(p->attention.begin(), p->attention.end(),
+                          [](const AttentionPoint& a) { return !a.shared; }));
+  // The transfer beside attention was measured (written even when 1) with more than one rank.
+  if (ranks > 1) EXPECT_NE(text.str().find("\ncomm_share_factor: "), std::string::npos);
+  // Every sustained curve names the block it was measured on.
   ASSERT_FALSE(p->sustained.empty());
-  for (const auto& c : p->sustained) {
-    EXPECT_GT(c.duty, 0);
-    EXPECT_LE(c.duty, 1);
-    expect_increasing_positive(c.slowdown, "sustained");
-    EXPECT_GE(c.slowdown.x.front(), 0);
-  }
+  for (const auto& c : p->sustained) EXPECT_GT(c.tokens, 0);
   expect_increasing_positive(p->copy_gbps, "copy");
   expect_increasing_positive(p->merge_gbps, "merge");
   if (ranks > 1) {

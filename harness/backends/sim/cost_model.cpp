@@ -96,16 +96,20 @@ double CostModel::attention_tflops(bool causal, int64_t head_dim, double gqa, in
       }
     mode = q_hi > 0 && std::min(sq, sk) >= q_lo && std::max(sq, sk) <= q_hi;
   }
-  std::erase_if(pts, [&](const AttentionPoint* a) { return a->shared != mode; });
+  // (A head_dim with shared points only serves every block with them.)
+  if (std::any_of(pts.begin(), pts.end(),
+                  [&](const AttentionPoint* a) { return a->shared == mode; }))
+    std::erase_if(pts, [&](const AttentionPoint* a) { return a->shared != mode; });
   // Then the GQA ratio nearest to the block's (log2 distance).
   double best_g = std::numeric_limits<double>::infinity();
-  for (const auto* a : pts) best_g = std::min(best_g, std::abs(l2(a->gqa) - l2(std::max(gqa, 1.0))));
+  for (const auto* a : pts)
+    best_g = std::min(best_g, std::abs(l2(a->gqa) - l2(std::max(gqa, 1.0))));
   std::erase_if(pts, [&](const AttentionPoint* a) {
     return std::abs(l2(a->gqa) - l2(std::max(gqa, 1.0))) != best_g;
   });
   // Then B·H: the rate of each of the two measured head counts around the block's (or of the
-  // nearest one, beyond them), linear in log2(heads) between the two; points that do not give
-  // heads count for any.
+  // nearest one, beyond them), linear in log2(heads) between the two; where some points do not
+  // give heads, those alone serve (profiles written by hand).
   std::vector<int64_t> hs;
   for (const auto* a : pts) hs.push_back(a->heads);
   std::sort(hs.begin(), hs.end());
@@ -178,8 +182,8 @@ Expected<double> CostModel::seconds(const OpRecord& rec, int rank, int world) co
       // visible pairs go from the diagonal block's to all of them.
       if (causal) {
         const double all = static_cast<double>(rec.sq) * static_cast<double>(rec.sk);
-        const double on_diag = static_cast<double>(
-            block_pairs({BlockMask::Kind::causal, 0}, rec.sq, rec.sk));
+        const double on_diag =
+            static_cast<double>(block_pairs({BlockMask::Kind::causal, 0}, rec.sq, rec.sk));
         const double visible = static_cast<double>(block_pairs(rec.mask, rec.sq, rec.sk));
         const double w =
             all > on_diag ? std::clamp((visible - on_diag) / (all - on_diag), 0.0, 1.0) : 0.0;

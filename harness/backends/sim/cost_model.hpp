@@ -8,7 +8,8 @@
 //     the block's mask, of the nearest head_dim (then the `shared` ones for a block beside a
 //     transfer where that head_dim has any whose sizes span the block's Sq and Sk, else the
 //     others; a causal block past its diagonal moves from the causal rate to the full one, on
-//     a log scale, as its visible share goes from 1/2 to 1), then of the nearest GQA ratio
+//     a log scale, as its visible pairs go from those of the block on the diagonal to all),
+//     then of the nearest GQA ratio
 //     (log2 distances);
 //     within one head count, the block's (log2 Sq, log2 Sk) is clamped to the points' range and
 //     the rate is the weighted geometric mean of its 3 nearest points (weights 1 / distance^2),

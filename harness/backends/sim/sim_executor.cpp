@@ -153,7 +153,8 @@ class SimBackend final : public Backend {
 }  // namespace
 
 std::string default_sim_profile() {
-  return (std::filesystem::path(CPBENCH_SOURCE_DIR) / "results" / "profiles" / "h200x4-calibrated.yaml")
+  return (std::filesystem::path(CPBENCH_SOURCE_DIR) / "results" / "profiles" /
+          "h200x4-calibrated.yaml")
       .string();
 }
 

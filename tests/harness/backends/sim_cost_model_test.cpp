@@ -83,9 +83,19 @@ TEST(SimAttentionTable, ExactPointsBlendsAndClamps) {
   EXPECT_DOUBLE_EQ(mm.attention_tflops(true, 128, 1, 8, 1024, 1024, /*shared=*/false), 400);
   modes.attention.push_back({false, 128, 1, 8, 1024, 1024, 250});
   EXPECT_DOUBLE_EQ(CostModel(modes).attention_tflops(false, 128, 1, 8, 1024, 1024, true), 250);
-  // Outside the shared points' sizes (a decode block): the block's own points.
+  // Outside the shared points' sizes (a decode block beside a transfer): the block's own points.
+  AttentionPoint full_beside{false, 128, 1, 8, 1024, 1024, 900};
+  full_beside.shared = true;
+  modes.attention.push_back(full_beside);
   modes.attention.push_back({false, 128, 1, 8, 1, 1024, 3});
+  EXPECT_DOUBLE_EQ(CostModel(modes).attention_tflops(false, 128, 1, 8, 1024, 1024, true), 900);
   EXPECT_DOUBLE_EQ(CostModel(modes).attention_tflops(false, 128, 1, 8, 1, 1024, true), 3);
+  // A head_dim whose points are all shared serves blocks alone with them (no empty table).
+  HardwareProfile only_shared;
+  AttentionPoint s32{true, 32, 1, 8, 1024, 1024, 77};
+  s32.shared = true;
+  only_shared.attention = {s32};
+  EXPECT_DOUBLE_EQ(CostModel(only_shared).attention_tflops(true, 32, 1, 8, 1024, 1024, false), 77);
   // A head_dim without shared points: its own points, not another head_dim's shared ones.
   modes.attention.push_back({true, 16, 1, 8, 1024, 1024, 5});
   EXPECT_DOUBLE_EQ(CostModel(modes).attention_tflops(true, 16, 1, 8, 1024, 1024, true), 5);

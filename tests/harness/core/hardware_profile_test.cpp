@@ -27,9 +27,9 @@ TEST(HardwareProfileTables, FullProfileParses) {
       std::string(kHead) +
           "launch_us: 3.5\nshare_factor: 1.25\ncomm_share_factor: 1.4\n"
           "sustained:\n"
-          "  - {duty: 1, seconds: [0, 0.5], slowdown: [1, 1.2]}\n"
-          "  - {duty: 0.5, seconds: [0.1], slowdown: [1.05]}\n"
-          "  - {duty: 1, tokens: 1024, seconds: [0.1], slowdown: [1.3]}\n"
+          "  - {duty: 1, tokens: 4096, seconds: [0.1], slowdown: [1.3]}\n"
+          "  - {duty: 1, tokens: 1024, seconds: [0, 0.5], slowdown: [1, 1.2]}\n"
+          "  - {duty: 0.5, tokens: 1024, seconds: [0.1], slowdown: [1.05]}\n"
           "attention:\n"
           "  - {mask: causal, head_dim: 128, gqa: 4, heads: 32, sq: 8192, sk: 16384, tflops: 610}\n"
           "  - {mask: full, head_dim: 64, sq: 1024, sk: 1024, tflops: 300.5, shared: true}\n"
@@ -43,9 +43,9 @@ TEST(HardwareProfileTables, FullProfileParses) {
   EXPECT_DOUBLE_EQ(p->launch_us, 3.5);
   EXPECT_DOUBLE_EQ(p->share_factor, 1.25);
   EXPECT_DOUBLE_EQ(p->comm_share_factor, 1.4);
-  ASSERT_EQ(p->sustained.size(), 3u);  // sorted by tokens (0: any block), then duty
-  EXPECT_EQ(p->sustained[2].tokens, 1024);
-  EXPECT_EQ(p->sustained[0].tokens, 0);
+  ASSERT_EQ(p->sustained.size(), 3u);  // sorted by tokens, then duty
+  EXPECT_EQ(p->sustained[0].tokens, 1024);
+  EXPECT_EQ(p->sustained[2].tokens, 4096);
   EXPECT_DOUBLE_EQ(p->sustained[0].duty, 0.5);
   EXPECT_EQ(p->sustained[0].slowdown.y, std::vector<double>{1.05});
   EXPECT_DOUBLE_EQ(p->sustained[1].duty, 1);
@@ -140,6 +140,10 @@ TEST(HardwareProfileTables, BadTablesNameFileLineAndInnerKey) {
   EXPECT_TRUE(has(e, "copy.gbps:") && has(e, "positive")) << e;
   e = err("attention:\n  - {mask: full, head_dim: 8, sq: 8, sk: 8, tflops: 1, shared: yes}\n");
   EXPECT_TRUE(has(e, "attention[0].shared:") && has(e, "true or false")) << e;
+  e =
+      err("sustained:\n  - {duty: 1, seconds: [0], slowdown: [1]}\n"
+          "  - {duty: 1, tokens: 64, seconds: [0], slowdown: [1]}\n");
+  EXPECT_TRUE(has(e, "sustained:") && has(e, "some curves give tokens")) << e;
   e = err("comm_share_factor: 0.9\n");
   EXPECT_TRUE(has(e, "hw.yaml:4: comm_share_factor:") && has(e, "1..")) << e;
   e = err("sustained:\n  - {duty: 1.5, seconds: [0], slowdown: [1]}\n");
@@ -150,7 +154,8 @@ TEST(HardwareProfileTables, BadTablesNameFileLineAndInnerKey) {
   EXPECT_TRUE(has(e, "sustained[0]:") && has(e, "one value per time")) << e;
   e = err("sustained:\n  - {duty: 1, seconds: [0]}\n");
   EXPECT_TRUE(has(e, "sustained[0]:") && has(e, "missing slowdown")) << e;
-  e = err("sustained:\n  - {duty: 1, seconds: [0], slowdown: [1]}\n"
+  e =
+      err("sustained:\n  - {duty: 1, seconds: [0], slowdown: [1]}\n"
           "  - {duty: 1, seconds: [0], slowdown: [2]}\n");
   EXPECT_TRUE(has(e, "sustained[1]:") && has(e, "given twice")) << e;
   e = err("sustained:\n  - {duty: 1, seconds: [0], slowdown: [0]}\n");
