@@ -19,6 +19,7 @@
 # in the table, not fatal.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/device.sh
 export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
 quick=()
 skip_tests=0
@@ -30,34 +31,13 @@ while (($#)); do
   esac
   shift
 done
-for knob in GPUS CALIBRATE_TIMEOUT_S; do
-  v=${!knob:-}
-  if [[ -n $v && ! $v =~ ^[1-9][0-9]*$ ]]; then
-    echo "calibrate: $knob must be a whole number >= 1, not '$v'" >&2
-    exit 2
-  fi
-done
-OUT=${OUT:-$PWD/out-calibrate}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-B=${BUILD_DIR:-/tmp/cpbench-calibrate}
-PY=${PYTHON:-python3}
-if [[ -z "${CPBENCH_GIT_SHA:-}" ]]; then
-  CPBENCH_GIT_SHA=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-fi
-export CPBENCH_GIT_SHA
+device_knobs calibrate GPUS CALIBRATE_TIMEOUT_S
+device_setup "$PWD/out-calibrate" /tmp/cpbench-calibrate
 exec > >(tee -a "$OUT/calibrate.log") 2>&1
-t0=$SECONDS
-stamp() { echo "== [$((SECONDS - t0)) s] $*"; }
 
 stamp "git $CPBENCH_GIT_SHA, build dir $B"
 nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv > "$OUT/build.log" 2>&1
-if ! { cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCPBENCH_BUILD_TESTS=ON &&
-       cmake --build "$B" --target cpbench cpbench_gpu_tests; } >> "$OUT/build.log" 2>&1; then
-  grep -m 30 -E "error|Error" "$OUT/build.log" || tail -30 "$OUT/build.log"
-  echo "calibrate: build failed"
-  exit 1
-fi
+device_build calibrate "$OUT/build.log" cpbench cpbench_gpu_tests
 stamp "built"
 
 if ((!skip_tests)); then

@@ -23,6 +23,7 @@
 # Exit status: nonzero when the build failed; failed points are recorded, not fatal.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/device.sh
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTHONUNBUFFERED=1
 part=all
@@ -46,24 +47,9 @@ case $part in
   all) filter='' ;;
   *) echo "compare_h200: --part must be mha, gqa or all, not '$part'" >&2; exit 2 ;;
 esac
-for knob in SWEEP_TIMEOUT_S PEER_TIMEOUT_S; do
-  if [[ -n ${!knob:-} && ! ${!knob} =~ ^[1-9][0-9]*$ ]]; then
-    echo "compare_h200: $knob must be a whole number of seconds >= 1, not '${!knob}'" >&2
-    exit 2
-  fi
-done
-OUT=${OUT:-$PWD/out-compare}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-B=${BUILD_DIR:-/tmp/cpbench-compare}
-PY=${PYTHON:-python3}
-if [[ -z "${CPBENCH_GIT_SHA:-}" ]]; then
-  CPBENCH_GIT_SHA=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-fi
-export CPBENCH_GIT_SHA
+device_knobs compare_h200 SWEEP_TIMEOUT_S PEER_TIMEOUT_S
+device_setup "$PWD/out-compare" /tmp/cpbench-compare
 exec > >(tee -a "$OUT/compare.log") 2>&1
-t0=$SECONDS
-stamp() { echo "== [$((SECONDS - t0)) s] $*"; }
 
 gpus=$(nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | grep -c . || true)
 stamp "git $CPBENCH_GIT_SHA part $part, $gpus GPU(s), build dir $B"
@@ -71,19 +57,9 @@ stamp "git $CPBENCH_GIT_SHA part $part, $gpus GPU(s), build dir $B"
   nvidia-smi --query-gpu=index,name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
   nvidia-smi topo -m
 } > "$OUT/build.log" 2>&1
-if ! cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCPBENCH_BUILD_TESTS=ON \
-    >> "$OUT/build.log" 2>&1; then
-  tail -30 "$OUT/build.log"
-  echo "compare_h200: configure failed"
-  exit 1
-fi
 targets=(cpbench cpbench_gpu_tests)
 [[ $part != mha ]] && targets+=(cpbench_bench_nccl)
-if ! cmake --build "$B" --target "${targets[@]}" >> "$OUT/build.log" 2>&1; then
-  grep -m 30 -E "error|Error" "$OUT/build.log" || tail -30 "$OUT/build.log"
-  echo "compare_h200: build failed"
-  exit 1
-fi
+device_build compare_h200 "$OUT/build.log" "${targets[@]}"
 stamp "built: $(grep -E '^-- cpbench:' "$OUT/build.log" | tr '\n' ' ')"
 
 if ((!skip_tests)); then

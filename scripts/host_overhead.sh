@@ -14,6 +14,7 @@
 # Exit status: nonzero when the build failed; failed points are recorded, not fatal.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/device.sh
 export NCCL_NVLS_ENABLE=0
 skip_tests=0
 while (($#)); do
@@ -23,31 +24,13 @@ while (($#)); do
   esac
   shift
 done
-if [[ -n ${SWEEP_TIMEOUT_S:-} && ! $SWEEP_TIMEOUT_S =~ ^[1-9][0-9]*$ ]]; then
-  echo "host_overhead: SWEEP_TIMEOUT_S must be a whole number of seconds >= 1, not '$SWEEP_TIMEOUT_S'" >&2
-  exit 2
-fi
-OUT=${OUT:-$PWD/out-host}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-B=${BUILD_DIR:-/tmp/cpbench-host}
-PY=${PYTHON:-python3}
-if [[ -z "${CPBENCH_GIT_SHA:-}" ]]; then
-  CPBENCH_GIT_SHA=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-fi
-export CPBENCH_GIT_SHA
+device_knobs host_overhead SWEEP_TIMEOUT_S
+device_setup "$PWD/out-host" /tmp/cpbench-host
 exec > >(tee -a "$OUT/host.log") 2>&1
-t0=$SECONDS
-stamp() { echo "== [$((SECONDS - t0)) s] $*"; }
 
 stamp "git $CPBENCH_GIT_SHA, build dir $B"
 nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv > "$OUT/build.log" 2>&1
-if ! { cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCPBENCH_BUILD_TESTS=ON &&
-       cmake --build "$B" --target cpbench cpbench_gpu_tests; } >> "$OUT/build.log" 2>&1; then
-  grep -m 30 -E "error|Error" "$OUT/build.log" || tail -30 "$OUT/build.log"
-  echo "host_overhead: build failed"
-  exit 1
-fi
+device_build host_overhead "$OUT/build.log" cpbench cpbench_gpu_tests
 stamp "built"
 
 if ((!skip_tests)); then

@@ -13,6 +13,7 @@
 # Exit status: nonzero when the build or a run failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/device.sh
 export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
 if (($# == 0)); then
   echo "measure: give one or more sweep files (see the header of $0)" >&2
@@ -24,28 +25,14 @@ for f in "$@"; do
     exit 2
   fi
 done
+device_knobs measure TELEMETRY_MS
 ms=${TELEMETRY_MS:-100}
-if [[ ! $ms =~ ^[1-9][0-9]*$ ]]; then
-  echo "measure: TELEMETRY_MS must be a whole number >= 1, not '$ms'" >&2
-  exit 2
-fi
-OUT=${OUT:-$PWD/out-measure}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-B=${BUILD_DIR:-/tmp/cpbench-measure}
-if [[ -z "${CPBENCH_GIT_SHA:-}" ]]; then
-  CPBENCH_GIT_SHA=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-fi
-export CPBENCH_GIT_SHA
+device_setup "$PWD/out-measure" /tmp/cpbench-measure
 exec > >(while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N | cut -c1-14)" "$line"; done \
   | tee -a "$OUT/measure.log") 2>&1
 echo "measure: git $CPBENCH_GIT_SHA, build dir $B"
-if ! { cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release &&
-       cmake --build "$B" --target cpbench; } > "$OUT/build.log" 2>&1; then
-  grep -m 30 -E "error|Error" "$OUT/build.log" || tail -30 "$OUT/build.log"
-  echo "measure: build failed"
-  exit 1
-fi
+: > "$OUT/build.log"
+device_build measure "$OUT/build.log" cpbench
 echo "measure: built"
 
 # Field names changed across drivers (clocks_throttle_reasons -> clocks_event_reasons): take the
