@@ -9,8 +9,10 @@ profile, pairs the records by point_id, and writes to --out: `validation.csv` (o
 predicted and measured median seconds, the signed relative error (predicted - measured) /
 measured), `summary.json` (median and max |error|, the targets, the worst points), `README.md`
 (the table), `validation.png` (predicted against measured, log-log, with the bounds' bands) and
-the sim's own run folder under `sim/` (predicted records and traces). Exit status 1 when a
-bound is missed (--median-bound, --max-bound), 2 on bad input.
+the sim's own run folder under `sim/` (predicted records and traces). With `--predicted DIR` the
+sim is not run: the records of DIR, a sim run folder made earlier (a prediction committed before
+the measurement, say), are compared as they are. Exit status 1 when a bound is missed
+(--median-bound, --max-bound), 2 on bad input.
 """
 
 from __future__ import annotations
@@ -150,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--median-bound", type=float, default=TARGET_MEDIAN)
     ap.add_argument("--max-bound", type=float, default=TARGET_MAX)
     ap.add_argument("--title", default="", help="the plot's title (default: run and profile)")
+    ap.add_argument("--predicted", type=Path, default=None,
+                    help="a sim run folder made earlier: compare its records, run no sim")
     args = ap.parse_args(argv)
     try:
         manifest = json.loads((args.run / "manifest.json").read_text())
@@ -157,19 +161,35 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {args.run}: {e}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    sim_dir = args.out / "sim"
-    if sim_dir.exists():
-        shutil.rmtree(sim_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "experiment.yaml"
-        cfg.write_text(manifest["config_text"])
-        subprocess.run([args.cpbench, "run", str(cfg), "--backend", "sim", "--hardware-profile",
-                        str(args.profile), "--run-dir", str(sim_dir), "--quiet"], check=True)
-    rows = pair_records(measured, read_jsonl(sim_dir / "results.jsonl"))
+    if args.predicted is not None:
+        try:
+            predicted = read_jsonl(args.predicted / "results.jsonl")
+        except (OSError, ValueError) as e:
+            print(f"error: --predicted {args.predicted}: {e}", file=sys.stderr)
+            return 2
+        if any(r.get("backend") != "sim" for r in predicted):
+            print(f"error: --predicted {args.predicted}: not a sim run (backend "
+                  f"{sorted({str(r.get('backend')) for r in predicted})})", file=sys.stderr)
+            return 2
+        args.out.mkdir(parents=True, exist_ok=True)
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
+        sim_dir = args.out / "sim"
+        if sim_dir.exists():
+            shutil.rmtree(sim_dir)
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = Path(tmp) / "experiment.yaml"
+            cfg.write_text(manifest["config_text"])
+            subprocess.run([args.cpbench, "run", str(cfg), "--backend", "sim",
+                            "--hardware-profile", str(args.profile), "--run-dir", str(sim_dir),
+                            "--quiet"], check=True)
+        predicted = read_jsonl(sim_dir / "results.jsonl")
+    rows = pair_records(measured, predicted)
     s = summarize(rows, args.median_bound, args.max_bound)
     s["measured_run"] = str(args.run)
     s["profile"] = str(args.profile)
+    if args.predicted is not None:
+        s["predicted_run"] = str(args.predicted)
     write_csv(rows, args.out / "validation.csv")
     (args.out / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
     (args.out / "table.md").write_text(

@@ -28,35 +28,13 @@ done
 device_knobs measure TELEMETRY_MS
 ms=${TELEMETRY_MS:-100}
 device_setup "$PWD/out-measure" /tmp/cpbench-measure
-exec > >(while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N | cut -c1-14)" "$line"; done \
-  | tee -a "$OUT/measure.log") 2>&1
+exec > >(device_timestamps | tee -a "$OUT/measure.log") 2>&1
 echo "measure: git $CPBENCH_GIT_SHA, build dir $B"
 : > "$OUT/build.log"
 device_build measure "$OUT/build.log" cpbench
 echo "measure: built"
 
-# Field names changed across drivers (clocks_throttle_reasons -> clocks_event_reasons): take the
-# first query this nvidia-smi accepts.
-fields=""
-for reasons in clocks_event_reasons.active clocks_throttle_reasons.active ""; do
-  f="timestamp,index,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu"
-  [[ -n $reasons ]] && f+=",$reasons"
-  if nvidia-smi --query-gpu="$f" --format=csv,noheader > /dev/null 2>&1; then
-    fields=$f
-    break
-  fi
-done
-tele_pid=""
-if [[ -n $fields ]]; then
-  echo "$fields" > "$OUT/telemetry.csv"
-  nvidia-smi --query-gpu="$fields" --format=csv,noheader,nounits -lms "$ms" \
-    >> "$OUT/telemetry.csv" 2>/dev/null &
-  tele_pid=$!
-  trap 'kill "$tele_pid" 2>/dev/null' EXIT
-  echo "measure: telemetry every $ms ms: $fields"
-else
-  echo "measure: nvidia-smi takes none of the telemetry queries: no telemetry.csv"
-fi
+device_telemetry measure "$OUT/telemetry.csv" "$ms"
 
 rc=0
 read -r -a extra <<< "${RUN_ARGS:-}"
@@ -67,7 +45,7 @@ for f in "$@"; do
   echo "measure: run $f rc=$r"
   ((r != 0)) && rc=$r
 done
-[[ -n $tele_pid ]] && kill "$tele_pid" 2>/dev/null
+device_telemetry_stop
 if tar -C "$OUT" -czf "$OUT/runs.tar.gz" runs; then
   rm -rf "$OUT/runs"
 else

@@ -112,6 +112,10 @@ Expected<RankTensors> allocate_rank_io(Executor& ex, const Workload& w, const Pl
 int64_t cpu_host_bytes_estimate(const ExecSpec& spec, const Placement& pl);
 // MemAvailable of /proc/meminfo in bytes; -1 when unknown.
 int64_t host_available_bytes();
+// The host memory the preflight plans a point against: CPBENCH_HOST_MEMORY_GIB (GiB, > 0) when
+// set, for machines whose MemAvailable understates what they may use (virtual machines whose
+// memory grows as it is touched), else host_available_bytes(); an error on a bad value.
+Expected<int64_t> host_memory_budget();
 Expected<ExecResult> execute_point(const ExecSpec& spec);
 
 // Compares O and LSE with the fp64 reference of the same inputs.

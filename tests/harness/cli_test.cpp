@@ -17,6 +17,7 @@
 #include "harness/runner/runner.hpp"
 #include "strategies/strategy.hpp"
 #include "tests/support/cli_run.hpp"
+#include "tests/support/scoped_env.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace cpb {
@@ -476,6 +477,42 @@ TEST(CliMemory, HugePointIsInvalidNotACrash) {
   Status st = check_point(spec);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("GiB of host memory"), std::string::npos) << st.error().str();
+  EXPECT_NE(st.error().message.find("CPBENCH_HOST_MEMORY_GIB"), std::string::npos)
+      << st.error().str();
+}
+
+// CPBENCH_HOST_MEMORY_GIB replaces MemAvailable in that check (a VM whose memory grows as it is
+// touched reads too little there); a value that is not a positive number is an error naming it.
+TEST(CliMemory, HostMemoryBudgetComesFromTheEnvironmentWhenSet) {
+  ExecSpec spec;
+  spec.strategy = "ring_pass_kv";
+  spec.layout = LayoutKind::contiguous;
+  spec.cp = 2;
+  spec.workload = Workload{.batch = 1, .heads = 2, .kv_heads = 2, .head_dim = 16,
+                           .new_tokens = 1 << 16, .cached_tokens = 0};  // ~0.3 GiB with verify
+  {
+    cpb::testing_support::ScopedEnv env("CPBENCH_HOST_MEMORY_GIB", "0.01");
+    Status st = check_point(spec);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.error().message.find("0.0 GiB is available (CPBENCH_HOST_MEMORY_GIB)"),
+              std::string::npos)
+        << st.error().str();
+  }
+  {
+    cpb::testing_support::ScopedEnv env("CPBENCH_HOST_MEMORY_GIB", "4096");
+    auto b = host_memory_budget();
+    ASSERT_TRUE(b.ok()) << b.error().str();
+    EXPECT_EQ(*b, int64_t{4096} << 30);
+    EXPECT_TRUE(check_point(spec).ok());
+  }
+  for (const char* bad : {"lots", "-3", "0", "12GiB", "nan"}) {
+    cpb::testing_support::ScopedEnv env("CPBENCH_HOST_MEMORY_GIB", bad);
+    Status st = check_point(spec);
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.error().message.find("CPBENCH_HOST_MEMORY_GIB='" + std::string(bad) + "'"),
+              std::string::npos)
+        << st.error().str();
+  }
 }
 
 }  // namespace

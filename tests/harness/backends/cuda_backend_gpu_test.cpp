@@ -318,7 +318,7 @@ TEST_P(CudaStrategies, EveryPhaseMatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(Gpus, CudaStrategies,
                          ::testing::Combine(::testing::ValuesIn(strategy_names()),
-                                            ::testing::Values(1, 2, 4)),
+                                            ::testing::Values(1, 2, 3, 4, 5, 8)),
                          [](const auto& info) {
                            return std::get<0>(info.param) + "_cp" +
                                   std::to_string(std::get<1>(info.param));
