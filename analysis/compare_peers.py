@@ -15,7 +15,8 @@ of run folders (analysis.load); cpbench's and the peer's are told apart by the r
   point for cpbench rows and single-GPU SDPA of the same backend for the peer's, where run.
   Where no live peer ran, the published/measured peer numbers of
   analysis/reference/peers_torch.csv fill an extra column "peer (reference csv)". Then the
-  zigzag-over-contiguous speedup of causal ring_pass_kv (contiguous time / zigzag time).
+  zigzag-over-contiguous speedup of causal ring_pass_kv (contiguous time / zigzag time; striped
+  too where it ran), beside the ideal 2 - 1/N.
 - OUT/compare_peers.png: TF/s per GPU vs context, log-x, one panel per CP degree and head
   shape, a line per implementation.
 
@@ -340,6 +341,14 @@ class ZigzagRow:
     zigzag: str
     speedup: float | None  # contiguous time / zigzag time
     runs: str
+    striped: str = ""  # "" when the striped layout was not run
+    striped_speedup: float | None = None  # contiguous time / striped time
+
+    @property
+    def ideal(self) -> float | None:
+        """The balanced layouts' ideal gain over contiguous, 2 - 1/N (Yang et al. 2024): the
+        last contiguous rank attends N - 1/2 blocks of the N/2 a balanced rank attends."""
+        return 2 - 1 / self.cp if self.cp else None
 
 
 def _layout_cell(g: pd.DataFrame) -> tuple[str, float | None]:
@@ -354,18 +363,23 @@ def _layout_cell(g: pd.DataFrame) -> tuple[str, float | None]:
 
 
 def zigzag_over_contiguous(df: pd.DataFrame) -> list[ZigzagRow]:
+    """Causal ring_pass_kv with the contiguous layout beside a balanced one (zigzag, striped)."""
     d = df[(df["strategy"] == "ring_pass_kv") & (df["mask"] == "causal")
-           & df["layout"].isin(["zigzag", "contiguous"])]
+           & df["layout"].isin(["zigzag", "contiguous", "striped"])]
     rows = []
     for (wkey, cp), g in sorted(d.groupby(["wkey", "cp"], dropna=False, sort=False),
                                 key=lambda kg: _sort_key(kg[0])):
-        if g["layout"].nunique() < 2:
-            continue  # one layout alone: nothing to compare
+        if g["layout"].nunique() < 2 or "contiguous" not in set(g["layout"]):
+            continue  # nothing to compare with contiguous
         cc, tc = _layout_cell(g[g["layout"] == "contiguous"])
         zc, tz = _layout_cell(g[g["layout"] == "zigzag"])
-        rows.append(ZigzagRow(dict(zip(WORKLOAD_KEYS, wkey)), _clean(cp), cc, zc,
-                              tc / tz if tc and tz else None,
-                              ", ".join(sorted(g["run"].astype(str).unique()))))
+        row = ZigzagRow(dict(zip(WORKLOAD_KEYS, wkey)), _clean(cp), cc, zc,
+                        tc / tz if tc and tz else None,
+                        ", ".join(sorted(g["run"].astype(str).unique())))
+        if (g["layout"] == "striped").any():
+            row.striped, ts = _layout_cell(g[g["layout"] == "striped"])
+            row.striped_speedup = tc / ts if tc and ts else None
+        rows.append(row)
     return rows
 
 
@@ -438,17 +452,24 @@ def render_markdown(tables: list[Table], zz: list[ZigzagRow], runs: list[str],
     for t in tables:
         lines += table_markdown(t)
     lines += ["## ring_pass_kv, causal: zigzag over contiguous", "",
-              "speedup = contiguous median / zigzag median (> 1: zigzag's load balance wins).",
-              ""]
+              "speedup = contiguous median / zigzag (striped) median (> 1: the balanced "
+              "layout wins); ideal = 2 - 1/N, the contiguous ring's last rank attending N - 1/2 "
+              "blocks where a balanced rank attends N/2 (Yang et al. 2024).", ""]
     if zz:
-        body = [[f"{z.workload.get('phase')}, B={z.workload.get('batch')}, "
-                 f"{z.workload.get('heads')}/{z.workload.get('kv_heads')}/"
-                 f"{z.workload.get('head_dim')}, context {z.workload.get('context')}",
-                 str(z.cp), z.contiguous, z.zigzag,
-                 _x(z.speedup), z.runs]
-                for z in zz]
-        lines += _md_table(["workload", "cp", "contiguous ms", "zigzag ms", "zigzag speedup",
-                            "runs"], body)
+        with_striped = any(z.striped for z in zz)
+        header = ["workload", "cp", "contiguous ms", "zigzag ms", "zigzag speedup"]
+        header += ["striped ms", "striped speedup"] if with_striped else []
+        header += ["ideal", "runs"]
+        body = []
+        for z in zz:
+            cells = [f"{z.workload.get('phase')}, B={z.workload.get('batch')}, "
+                     f"{z.workload.get('heads')}/{z.workload.get('kv_heads')}/"
+                     f"{z.workload.get('head_dim')}, context {z.workload.get('context')}",
+                     str(z.cp), z.contiguous, z.zigzag, _x(z.speedup)]
+            cells += [z.striped or "not run", _x(z.striped_speedup)] if with_striped else []
+            cells += [_x(z.ideal), z.runs]
+            body.append(cells)
+        lines += _md_table(header, body)
     else:
         lines.append("No causal ring_pass_kv workload was run with both layouts.")
     lines += ["", f"Plot: {plot_note}"]

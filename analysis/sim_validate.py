@@ -146,7 +146,9 @@ def plot(rows: list[dict], s: dict, title: str, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cpbench", required=True)
-    ap.add_argument("--run", required=True, type=Path, help="measured run folder")
+    ap.add_argument("--run", required=True, type=Path, action="append",
+                    help="measured run folder (repeat it for one experiment run in parts, e.g. "
+                         "with different --filter)")
     ap.add_argument("--profile", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--median-bound", type=float, default=TARGET_MEDIAN)
@@ -155,11 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predicted", type=Path, default=None,
                     help="a sim run folder made earlier: compare its records, run no sim")
     args = ap.parse_args(argv)
-    try:
-        manifest = json.loads((args.run / "manifest.json").read_text())
-        measured = read_jsonl(args.run / "results.jsonl")
-    except (OSError, ValueError) as e:
-        print(f"error: {args.run}: {e}", file=sys.stderr)
+    measured, configs = [], set()
+    for run in args.run:
+        try:
+            manifest = json.loads((run / "manifest.json").read_text())
+            measured += read_jsonl(run / "results.jsonl")
+        except (OSError, ValueError) as e:
+            print(f"error: {run}: {e}", file=sys.stderr)
+            return 2
+        configs.add(manifest.get("config_text"))
+    if len(configs) > 1 and args.predicted is None:
+        print("error: the --run folders ran different experiments; the sim plays one (give "
+              "the parts of one sweep, or --predicted)", file=sys.stderr)
         return 2
     if args.predicted is not None:
         try:
@@ -186,16 +195,16 @@ def main(argv: list[str] | None = None) -> int:
         predicted = read_jsonl(sim_dir / "results.jsonl")
     rows = pair_records(measured, predicted)
     s = summarize(rows, args.median_bound, args.max_bound)
-    s["measured_run"] = str(args.run)
+    s["measured_run"] = ", ".join(str(r) for r in args.run)
     s["profile"] = str(args.profile)
     if args.predicted is not None:
         s["predicted_run"] = str(args.predicted)
     write_csv(rows, args.out / "validation.csv")
     (args.out / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
     (args.out / "table.md").write_text(
-        markdown(rows, s, f"sim vs measured: {args.run} on {args.profile}"))
+        markdown(rows, s, f"sim vs measured: {s['measured_run']} on {args.profile}"))
     if rows and all(r["measured_s"] > 0 and r["predicted_s"] > 0 for r in rows):
-        head = args.title or f"{args.run.name} on {args.profile.name}"
+        head = args.title or f"{args.run[0].name} on {args.profile.name}"
         try:
             plot(rows, s, f"{head}: {s['points']} points, median |err| "
                  f"{s['median_abs_error']:.1%}, max {s['max_abs_error']:.1%}",

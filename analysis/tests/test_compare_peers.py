@@ -175,6 +175,20 @@ def test_zigzag_over_contiguous(runs):
     assert (z.contiguous, z.zigzag) == ("5.000", "4.000")
 
 
+def test_striped_beside_zigzag_and_the_ideal(tmp_path):
+    run = write_run(tmp_path / "r", [
+        cpbench_record("ring_pass_kv", "zigzag", 8, 8192, 2.0, index=0),
+        cpbench_record("ring_pass_kv", "contiguous", 8, 8192, 3.6, index=1),
+        cpbench_record("ring_pass_kv", "striped", 8, 8192, 2.4, index=2)], "r")
+    df, _ = cmp.load_points([run])
+    (z,) = cmp.zigzag_over_contiguous(df)
+    assert z.speedup == pytest.approx(1.8) and z.striped_speedup == pytest.approx(1.5)
+    assert z.ideal == pytest.approx(2 - 1 / 8)
+    md = cmp.render_markdown([], [z], ["r"], [], "none")
+    assert "| striped ms | striped speedup | ideal |" in md
+    assert "| 1.80x | 2.400 | 1.50x | 1.88x |" in md
+
+
 def test_zigzag_failed_layout(tmp_path):
     run = write_run(tmp_path / "r", [
         cpbench_record("ring_pass_kv", "zigzag", 2, 8192, 2.0, index=0),

@@ -40,3 +40,24 @@ def test_predicted_folder_must_be_a_sim_run(tmp_path, capsys):
                   "--out", str(tmp_path / "out"), "--predicted", str(tmp_path / "pred")])
     assert rc == 2
     assert "not a sim run" in capsys.readouterr().err
+
+
+def test_runs_of_different_experiments_need_a_prediction(tmp_path, capsys):
+    write_run(tmp_path / "a", [rec("0", 1.0, "cuda")], {"config_text": "name: a\n"})
+    write_run(tmp_path / "b", [rec("1", 1.0, "cuda")], {"config_text": "name: b\n"})
+    rc = sv.main(["--cpbench", "x", "--run", str(tmp_path / "a"), "--run", str(tmp_path / "b"),
+                  "--profile", "p.yaml", "--out", str(tmp_path / "out")])
+    assert rc == 2
+    assert "ran different experiments" in capsys.readouterr().err
+
+
+def test_parts_of_one_run_are_compared_together(tmp_path):
+    write_run(tmp_path / "a", [rec("0", 1.0, "cuda")])
+    write_run(tmp_path / "b", [rec("1", 2.0, "cuda")])
+    write_run(tmp_path / "pred", [rec("0", 1.01, "sim"), rec("1", 2.02, "sim")])
+    out = tmp_path / "out"
+    rc = sv.main(["--cpbench", "x", "--run", str(tmp_path / "a"), "--run", str(tmp_path / "b"),
+                  "--profile", "p.yaml", "--out", str(out), "--predicted", str(tmp_path / "pred")])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["points"] == 2 and s["max_abs_error"] == pytest.approx(0.01)
