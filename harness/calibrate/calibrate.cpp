@@ -160,6 +160,12 @@ struct Series {
   // alone, attention beside the transfer, the transfer beside attention, the transfer alone; a
   // sustained-load series two: each op's time and when it began (seconds since the load began).
   std::vector<std::vector<double>> samples;
+  // The host's seconds per issuing call of the op's kind over the timed samples (the executor's
+  // host_calls; 0: not measured), and the per-op time on the GPU from trace marks (batched link
+  // sizes only: their samples[0] is the wall time of back-to-back ops, which the host's issue
+  // rate can set instead of the transfer).
+  double issue_s = 0;
+  std::vector<double> gpu_s;
 };
 
 // The buffers of one rank, sized for the largest op of the grid (executors cannot free, so every
@@ -297,11 +303,30 @@ class RankRun {
                                             static_cast<double>(g_.max_batch)));
     for (int w = 0; w < g_.warmup; ++w) CPB_TRY(sample(s.batch, op));
     s.samples.emplace_back();
+    ex_.reset_host_calls();
     for (int r = 0; r < repeats; ++r) {
       CPB_ASSIGN_OR_RETURN(double t, sample(s.batch, op));
       s.samples[0].push_back(t / s.batch);
     }
+    const auto calls = ex_.host_calls();
+    if (const auto it = calls.find(std::string(to_string(s.rec.kind)));
+        it != calls.end() && it->second.calls > 0)
+      s.issue_s = it->second.seconds / static_cast<double>(it->second.calls);
     return s;
+  }
+
+  // One more sample of `batch` ops with trace marks: each op's time on its stream, in issue order
+  // (what the back-to-back wall time hides when the host issues slower than the GPU runs).
+  Expected<std::vector<double>> traced_op_times(int batch, const std::function<Status(int)>& op) {
+    ex_.set_tracing(true);
+    auto t = sample(batch, op);
+    Status resolved = t.ok() ? ex_.resolve_trace() : Status{};
+    ex_.set_tracing(false);
+    if (!t.ok()) return std::move(t).error();
+    CPB_TRY(resolved);
+    std::vector<double> out;
+    for (const auto& slice : ex_.trace()) out.push_back(slice.end_s - slice.begin_s);
+    return out;
   }
 
   Status measure_launch(std::vector<Series>& out) {
@@ -447,6 +472,9 @@ class RankRun {
       const int batch = g_.link_bytes[i] <= g_.link_batch_bytes ? g_.link_batch : 1;
       CPB_ASSIGN_OR_RETURN(Series s,
                            time_op(kind, static_cast<int>(i), batch, g_.link_repeats, op));
+      if (batch > 1) {
+        CPB_ASSIGN_OR_RETURN(s.gpu_s, traced_op_times(batch, op));
+      }
       const double x = static_cast<double>(std::max(s.rec.bytes_sent, s.rec.bytes_recv));
       if (i == 0 || i + 1 == g_.link_bytes.size())
         line += fmt::format("{}{} {:.1f} us", line.empty() ? "" : " ... ", size_text(x),
@@ -666,6 +694,8 @@ Grid default_grid(bool quick, bool gpu) {
                         : attention_grid({64, 128, 256}, {64}, {1, 2}, {2, 4}, {1, 4}, {64, 256});
     add_shared_squares(g.attention);
     g.link_bytes = quick ? powers(4 * kKiB, 64 * kKiB, 4) : powers(4 * kKiB, kMiB, 4);
+    g.link_batch = 4;  // the smallest sizes batched: the trace-mark path runs here too
+    g.link_batch_bytes = 16 * kKiB;
     g.mem_bytes = quick ? powers(64 * kKiB, kMiB, 4) : powers(64 * kKiB, 4 * kMiB, 4);
     g.share = {true, 64, 1, 2, quick ? 128 : 256, quick ? 128 : 256};
     g.merge_heads = 2;
@@ -825,10 +855,18 @@ Expected<Summary> run(const Options& o) {
     return std::tuple{a.causal, a.head_dim, a.gqa, a.heads, a.sq, a.sk, a.shared};
   };
   std::vector<SustainedCurve> sustained;
+  // The host's issue time per call of each op kind, one value per series (the slowest rank's).
+  std::map<std::string, std::vector<double>> issue_s;
   double sendrecv_bw = 0, copy_read_bw = 0;
   for (size_t at = 0; at < ranks[0].size(); ++at) {
     const Series& s = ranks[0][at];
-    const std::vector<double> v = max_over_ranks(ranks, at, 0);
+    // Batched link sizes: the per-op times on the GPU (trace marks, the slowest rank's op by
+    // op) where the back-to-back wall time can be the host's issue rate.
+    std::vector<double> on_gpu = s.gpu_s;
+    for (const auto& r : ranks)
+      for (size_t i = 0; i < on_gpu.size() && i < r[at].gpu_s.size(); ++i)
+        on_gpu[i] = std::max(on_gpu[i], r[at].gpu_s[i]);
+    const std::vector<double> v = on_gpu.empty() ? max_over_ranks(ranks, at, 0) : on_gpu;
     const TimeStats st = summarize(v);
     nlohmann::json j = {{"kind", kind_name(s.kind)},
                         {"batch", s.batch},
@@ -840,6 +878,19 @@ Expected<Summary> run(const Options& o) {
                         {"seconds_per_op", v},
                         {"stats", to_json(st)},
                         {"per_rank", samples_json(at, 0)}};
+    if (!on_gpu.empty()) {
+      const std::vector<double> wall = max_over_ranks(ranks, at, 0);
+      j["seconds_per_op_from"] = "trace marks (one traced batch; the slowest rank's op by op)";
+      j["wall_seconds_per_op"] = wall;
+      j["wall_stats"] = to_json(summarize(wall));
+    }
+    double issue = 0;
+    for (const auto& r : ranks) issue = std::max(issue, r[at].issue_s);
+    if (issue > 0) {
+      j["issue_us"] = issue * 1e6;
+      if (s.kind != Kind::share && s.kind != Kind::sustained)
+        issue_s[std::string(to_string(s.rec.kind))].push_back(issue);
+    }
     CPB_REQUIRE(st.median > 0, "the {} clock gave no time to {} (sample {}): it is too coarse",
                 plan.backend, kind_name(s.kind), at);
     // The table's time: the measured one less the launch cost the model adds back.
@@ -1038,6 +1089,12 @@ Expected<Summary> run(const Options& o) {
       "share_factor: " + num(share),
       "comm_share_factor: " + num(comm_share),
   };
+  // The cpu backend runs each op inside the call that issues it: its issue time is the op's.
+  if (gpu && !issue_s.empty()) {
+    std::vector<std::string> parts;
+    for (const auto& [k, v] : issue_s) parts.push_back(k + ": " + num(summarize(v).median * 1e6));
+    lines.push_back(fmt::format("issue_us: {{{}}}", fmt::join(parts, ", ")));
+  }
   if (!sustained.empty()) {
     lines.push_back("sustained:");
     for (const auto& c : sustained)

@@ -8,7 +8,12 @@
 //     launch_us back, so launch_us + table = what one op took here); compute ops (attention,
 //     copy, merge) are timed as batches of back-to-back launches over rotating buffers (no L2
 //     reuse between them), communication ops one per sample, as cpbench_bench_nccl times them,
-//     but for small ones (Grid::link_batch_bytes), a batch per sample;
+//     but for small ones (Grid::link_batch_bytes), a batch per sample, whose table value is
+//     then each op's time on the GPU from trace marks (one more, traced batch; the slowest
+//     rank's): back to back, the host's issue rate, not the transfer, can set the wall time;
+//   - issue_us (cuda only; the cpu backend runs an op inside the call that issues it): per op
+//     kind, the host's seconds per issuing call over a series' timed samples (the executor's
+//     host_calls), the median over the series of that kind;
 //   - attention TF/s: mask-aware FLOPs (causal counts visible pairs only) over that time;
 //   - links: sendrecv (ring: send to the next rank, receive from the previous), all_to_all and
 //     all_gather against the bytes a rank sends to its peers (OpRecord::bytes_sent; p2p the

@@ -5,6 +5,7 @@
 // because a profile feeds a decision and a silently wrong number gives a silently wrong choice.
 // No exception leaves this file.
 #include "harness/core/hardware_profile.hpp"
+#include "harness/core/executor.hpp"
 #include "harness/core/suggest.hpp"
 #include "harness/core/text_file.hpp"
 
@@ -403,6 +404,23 @@ const std::vector<Field>& fields() {
                      "{} is outside 0..{:g} us: give the per-op launch cost in microseconds",
                      shown(n.Scalar()), kMaxLaunchUs);
          return {};
+       }},
+      {"issue_us", false, "",
+       [](const YAML::Node& n, HardwareProfile& p, Where& w) -> Status {
+         std::vector<std::string> kinds;
+         for (int k = 0; k < kOpKinds; ++k)
+           kinds.emplace_back(to_string(static_cast<OpKind>(k)));
+         kinds.emplace_back("event");
+         return read_map(n, "issue_us", kinds, w,
+                         [&](const std::string& k, const YAML::Node& v) -> Status {
+                           CPB_ASSIGN_OR_RETURN(double us, read_number(v, "us"));
+                           CPB_REQUIRE(us >= 0 && us <= kMaxLaunchUs,
+                                       "{} is outside 0..{:g} us: give the host's time to issue "
+                                       "one {} call in microseconds",
+                                       shown(v.Scalar()), kMaxLaunchUs, k);
+                           p.issue_us[k] = us;
+                           return {};
+                         });
        }},
       {"share_factor", false, "",
        [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {

@@ -14,6 +14,12 @@
 //   extra:          optional map, ignored: free-form notes and keys of tools that are not ours
 //   launch_us:      optional number >= 0: fixed cost of every op on a stream, in us (launch and
 //                   the gap to the previous op), added to what the tables below give
+//   issue_us:       optional map of op kind (attention, merge, reset, copy, p2p, all_to_all,
+//                   all_gather) or `event` to a number >= 0: the host's time in us to issue one
+//                   such call (an event: one record or wait). The sim's ranks then issue their
+//                   ops one after the other on a host clock, and an op starts no earlier than
+//                   its issue has ended (a host that cannot keep up leaves the GPU idle). A kind
+//                   left out costs nothing; without the map the host is never the bottleneck.
 //   share_factor:   optional number >= 1: an attention op issued while a transfer may run beside
 //                   it (OpRecord::comm_in_flight, the cuda backend's share_sms rule) takes this
 //                   many times its table time
@@ -110,6 +116,7 @@ struct HardwareProfile {
 
   // The cost model's tables (all optional; see the schema above).
   double launch_us = 0;
+  std::map<std::string, double> issue_us;  // by op kind name or "event"; empty: no host clock
   double share_factor = 1;
   double comm_share_factor = 1;
   std::vector<SustainedCurve> sustained;  // by increasing tokens, then duty

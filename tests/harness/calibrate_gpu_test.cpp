@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "harness/calibrate/calibrate.hpp"
 #include "harness/core/backend.hpp"
+#include "harness/core/hardware_profile.hpp"
 #include "harness/runner/runner.hpp"
 #include "strategies/strategy.hpp"
 #include "tests/support/calibrated_profile.hpp"
@@ -29,6 +32,16 @@ TEST(CalibrateGpu, QuickProfileReadsBackAndDrivesTheSim) {
   testing_support::expect_calibrated_profile(o.out, gpus);
   // A GPU's attention runs at TF/s, not GF/s: a unit slip would show here.
   EXPECT_GT(res->peak_tflops, 1.0);
+  // The host's issue time per call, for the kinds the grid issues (transfers with 2 GPUs).
+  auto prof = load_hardware_profile(o.out);
+  ASSERT_TRUE(prof.ok()) << prof.error().str();
+  std::vector<std::string> kinds = {"attention", "copy", "merge"};
+  if (gpus > 1) kinds.insert(kinds.end(), {"p2p", "all_to_all", "all_gather"});
+  for (const auto& k : kinds) {
+    ASSERT_TRUE(prof->issue_us.count(k)) << k;
+    EXPECT_GT(prof->issue_us.at(k), 0) << k;
+    EXPECT_LT(prof->issue_us.at(k), 1000) << k;  // microseconds, not seconds or nanoseconds
+  }
   for (const std::string strategy : {"ring_pass_kv", "allgather", "ring_pass_q", "ulysses"}) {
     ExecSpec spec;
     spec.backend = "sim";

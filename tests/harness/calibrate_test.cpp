@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -61,7 +62,30 @@ TEST_F(Calibrate, CpuQuickWritesAProfileTheSimAccepts) {
   auto p = load_hardware_profile(out);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->name, "cpu-test");
+  // The cpu backend runs each op inside its issuing call: no host issue costs in its profile.
+  EXPECT_TRUE(p->issue_us.empty());
   expect_sim_accepts(out, 2);
+  // Batched (small) transfers are timed op by op by trace marks, the wall time kept beside; the
+  // others by the wall time of one op per sample. Each series carries the host's issue time.
+  std::ifstream f(path("cpu.json"));
+  const auto j = nlohmann::json::parse(f);
+  int traced = 0, walled = 0;
+  for (const auto& s : j["series"]) {
+    const std::string kind = s["kind"];
+    if (kind != "sendrecv" && kind != "all_to_all" && kind != "all_gather") continue;
+    EXPECT_GT(s.value("issue_us", 0.0), 0) << s.dump();
+    if (s.contains("seconds_per_op_from")) {
+      ++traced;
+      EXPECT_EQ(s["batch"].get<int>(), 4) << s.dump();
+      EXPECT_EQ(s["seconds_per_op"].size(), 4u) << s.dump();  // one traced batch of 4 ops
+      EXPECT_TRUE(s.contains("wall_seconds_per_op")) << s.dump();
+    } else {
+      ++walled;
+      EXPECT_EQ(s["batch"].get<int>(), 1) << s.dump();
+    }
+  }
+  EXPECT_EQ(traced, 6);  // 4 KiB and 16 KiB, three collectives
+  EXPECT_GT(walled, 0);
 }
 
 TEST_F(Calibrate, OneRankSkipsTheLinksAndStaysValid) {

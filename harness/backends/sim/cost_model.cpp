@@ -163,6 +163,16 @@ Expected<double> CostModel::transfer_seconds(const OpRecord& rec, int rank, int 
   return interpolate_time(c, bytes);
 }
 
+double CostModel::issue_seconds(const OpRecord& rec) const {
+  if (p_.issue_us.empty()) return 0;
+  auto us = [&](std::string_view k) {
+    const auto it = p_.issue_us.find(std::string(k));
+    return it == p_.issue_us.end() ? 0.0 : it->second;
+  };
+  return (us(to_string(rec.kind)) + 2.0 * static_cast<double>(rec.waits.size()) * us("event")) *
+         1e-6;
+}
+
 Expected<double> CostModel::seconds(const OpRecord& rec, int rank, int world) const {
   double t = p_.launch_us * 1e-6;
   switch (rec.kind) {

@@ -55,6 +55,9 @@ class CostModel {
 
   // Seconds op `rec` of rank `rank` in a world of `world` ranks takes once started.
   Expected<double> seconds(const OpRecord& rec, int rank, int world) const;
+  // The host's seconds to issue `rec` (the profile's issue_us of its kind, plus an event record
+  // and wait for each event its stream waited on before it); 0 without issue_us.
+  double issue_seconds(const OpRecord& rec) const;
 
   // TF/s of an attention block (visible pairs only) before the share factor; `shared`: issued
   // beside a transfer (the profile's shared points where its head_dim has any).

@@ -95,9 +95,13 @@ Expected<Timeline> simulate(const std::vector<RankProgram>& ranks) {
   st.tl.rank_end_s.assign(static_cast<size_t>(n), 0.0);
   for (auto& s : st.stream_ops) s.resize(static_cast<size_t>(n));
   size_t remaining = 0;
+  // When each op's issue ends on its rank's host clock.
+  std::vector<std::vector<double>> issued(static_cast<size_t>(n));
   for (int r = 0; r < n; ++r) {
     const RankProgram& p = ranks[static_cast<size_t>(r)];
     const size_t m = p.ops.size();
+    double host = 0;
+    for (const SimOp& o : p.ops) issued[static_cast<size_t>(r)].push_back(host += o.issue_s);
     st.partners[static_cast<size_t>(r)].resize(m);
     st.ready_known[static_cast<size_t>(r)].assign(m, 0);
     st.done[static_cast<size_t>(r)].assign(m, 0);
@@ -105,7 +109,8 @@ Expected<Timeline> simulate(const std::vector<RankProgram>& ranks) {
     st.tl.ops[static_cast<size_t>(r)].resize(m);
     for (int i = 0; i < static_cast<int>(m); ++i) {
       const SimOp& o = p.ops[static_cast<size_t>(i)];
-      CPB_REQUIRE(o.duration_s >= 0, "sim: {} has a negative duration", describe(p, r, i));
+      CPB_REQUIRE(o.duration_s >= 0 && o.issue_s >= 0, "sim: {} has a negative duration",
+                  describe(p, r, i));
       for (int e : o.waits) {
         CPB_REQUIRE(e >= 0 && e < static_cast<int>(p.events.size()),
                     "sim: {} waits on event {}, which was never recorded", describe(p, r, i), e);
@@ -136,6 +141,7 @@ Expected<Timeline> simulate(const std::vector<RankProgram>& ranks) {
           const SimOp& o = ranks[ri].ops[ii];
           if (!st.ready_known[ri][ii]) {
             double t = at > 0 ? st.tl.ops[ri][static_cast<size_t>(list[at - 1])].end_s : 0.0;
+            t = std::max(t, issued[ri][ii]);
             bool known = true;
             for (int e : o.waits) {
               const int j = ranks[ri].events[static_cast<size_t>(e)].op_index;
@@ -188,13 +194,15 @@ Expected<Timeline> simulate(const std::vector<RankProgram>& ranks) {
 }
 
 RankProgram program_from_log(const Accounting& acct,
-                             const std::function<double(const OpRecord&)>& cost) {
+                             const std::function<double(const OpRecord&)>& cost,
+                             const std::function<double(const OpRecord&)>& issue) {
   RankProgram p;
   for (const OpRecord& rec : acct.log) {
     SimOp o;
     o.stream = rec.stream;
     o.kind = rec.kind;
     o.duration_s = cost(rec);
+    if (issue) o.issue_s = issue(rec);
     for (const PeerTransfer& t : rec.transfers) o.transfers.push_back({t.peer, t.send, t.bytes});
     o.collective = rec.kind == OpKind::all_gather;
     o.waits = rec.waits;

@@ -9,7 +9,10 @@
 //     send of r's op) pairs with the k-th transfer into p from r (a receive of p's op), as NCCL
 //     pairs point-to-point calls per peer; a collective (all-gather) waits for the same-numbered
 //     collective of every participant. It starts when the last of them is ready and lasts its own
-//     duration.
+//     duration;
+//   - an op starts no earlier than its rank's host has issued it: the host issues the ops in
+//     order, one after the other, each taking its issue_s from the iteration's start (all 0: a
+//     host that is never the bottleneck).
 // Pure: the same programs give the same timeline. A program that can never finish (a send with
 // no matching receive, a wait on an event that is never recorded, a cycle) is an error that
 // names the first op that could not start.
@@ -42,6 +45,7 @@ struct SimOp {
   std::string phase;
   int step = -1;
   double block_tokens = 0;  // attention: sqrt(Sq x Sk), the block size of its power draw
+  double issue_s = 0;       // the host's time to issue it (after the ops before it)
 };
 
 // Where an event stands: after op `op_index` (an index into ops) of `stream`'s ops, -1 when it
@@ -70,8 +74,10 @@ Expected<Timeline> simulate(const std::vector<RankProgram>& ranks);
 
 // One rank's program from the iteration its executor logged (Accounting::log and ::events: the
 // ops in issue order with their streams, waits and per-peer transfers), each op lasting what
-// `cost` says. All-gathers are collectives over every rank.
+// `cost` says and taking the host what `issue` says (none when empty). All-gathers are collectives
+// over every rank.
 RankProgram program_from_log(const Accounting& acct,
-                             const std::function<double(const OpRecord&)>& cost);
+                             const std::function<double(const OpRecord&)>& cost,
+                             const std::function<double(const OpRecord&)>& issue = {});
 
 }  // namespace cpb::sim

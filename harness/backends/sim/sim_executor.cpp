@@ -92,8 +92,9 @@ Expected<double> SimExecutor::timer_stop() {
     cost.push_back(s);
   }
   size_t next = 0;
-  sh_.programs[static_cast<size_t>(r)] =
-      program_from_log(log_, [&](const OpRecord&) { return cost[next++]; });
+  sh_.programs[static_cast<size_t>(r)] = program_from_log(
+      log_, [&](const OpRecord&) { return cost[next++]; },
+      [&](const OpRecord& rec) { return sh_.model.issue_seconds(rec); });
   CPB_TRY(barrier());
   if (r == 0) {
     CPB_ASSIGN_OR_RETURN(sh_.timeline,

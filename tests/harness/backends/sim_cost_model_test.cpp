@@ -223,6 +223,23 @@ TEST(SimCostModel, ProfilesWithoutTablesUseCAndBW) {
   EXPECT_DOUBLE_EQ(*m.seconds(c, 0, 2), 0);  // no copy or merge table: nothing but launch_us
 }
 
+// The host's issue time: the kind's issue_us, plus an event record and wait per wait; nothing
+// for a kind the profile leaves out, nor without issue_us.
+TEST(SimCostModel, IssueTimeComesFromTheProfilesIssueCosts) {
+  HardwareProfile p;
+  p.peak_tflops = 200;
+  p.bandwidth_gbps = 50;
+  OpRecord a = attention_op(BlockMask::Kind::full, 0, false);
+  a.waits = {0, 3};
+  EXPECT_DOUBLE_EQ(CostModel(p).issue_seconds(a), 0);
+  p.issue_us = {{"attention", 5}, {"event", 0.5}};
+  CostModel m(p);
+  EXPECT_NEAR(m.issue_seconds(a), (5 + 2 * 2 * 0.5) * 1e-6, 1e-18);
+  OpRecord t;
+  t.kind = OpKind::p2p;
+  EXPECT_DOUBLE_EQ(m.issue_seconds(t), 0);
+}
+
 TEST(SimCostModel, LinkClassFollowsTheTopologyAndMissingLinksAreErrors) {
   HardwareProfile p = *load_hardware_profile(kRound);
   p.gpus_per_node = 2;  // ranks {0,1} and {2,3}

@@ -44,6 +44,36 @@ TEST(SimEngine, OneStreamRunsInOrderAndStreamsOverlap) {
   EXPECT_DOUBLE_EQ(tl->end_s, 5);
 }
 
+// The host issues a rank's ops one after the other: short ops issued slowly leave the GPU idle
+// (each starts when its issue ends), long ones hide the issue of those behind them.
+TEST(SimEngine, AnOpStartsNoEarlierThanItsIssue) {
+  RankProgram p;
+  p.ops = {compute(1), compute(1), compute(1)};
+  for (auto& o : p.ops) o.issue_s = 5;
+  auto tl = simulate({p});
+  ASSERT_TRUE(tl.ok()) << tl.error().str();
+  EXPECT_DOUBLE_EQ(tl->ops[0][0].begin_s, 5);
+  EXPECT_DOUBLE_EQ(tl->ops[0][1].begin_s, 10);
+  EXPECT_DOUBLE_EQ(tl->ops[0][2].begin_s, 15);
+  EXPECT_DOUBLE_EQ(tl->end_s, 16);
+  for (auto& o : p.ops) o.duration_s = 20;  // GPU-bound: issue hidden after the first op
+  tl = simulate({p});
+  ASSERT_TRUE(tl.ok()) << tl.error().str();
+  EXPECT_DOUBLE_EQ(tl->end_s, 5 + 3 * 20);
+  // The other stream's op is issued after the compute ops before it, whatever its stream.
+  SimOp c;
+  c.stream = Stream::comm;
+  c.kind = OpKind::copy;
+  c.duration_s = 1;
+  c.issue_s = 2;
+  p.ops.push_back(c);
+  tl = simulate({p});
+  ASSERT_TRUE(tl.ok()) << tl.error().str();
+  EXPECT_DOUBLE_EQ(tl->ops[0][3].begin_s, 17);
+  p.ops[1].issue_s = -1;
+  EXPECT_FALSE(simulate({p}).ok());
+}
+
 TEST(SimEngine, EventsOrderStreams) {
   // comm op 0 (4 s), event 0 after it; compute waits on it: starts at 4. Event 1 is recorded on
   // the idle compute stream before any op: a wait on it costs nothing.
