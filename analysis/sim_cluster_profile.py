@@ -37,7 +37,8 @@ from analysis.sim_profile import flow_list, sig
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = "Yang et al. 2024 (arXiv 2411.01783)"
-BASE = "results/profiles/h200x4.yaml"
+DEFAULT_BASE = "results/profiles/h200x4.yaml"
+BASE = DEFAULT_BASE  # the measured intra-node profile in use (main's --base)
 MATMUL = {
     "h200": "results/gpu/2026-11-22-h200x1-attention/manifest.json",
     "h100": "results/gpu/2026-11-22-h100x1-attention-final/manifest.json",
@@ -245,6 +246,12 @@ def render(name: str, gpu: str, link_key: str, base_text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def set_base(path: str) -> None:
+    """The profile the intra-node numbers are copied from (its name goes into every source)."""
+    global BASE
+    BASE = path
+
+
 def read_extra(path: Path) -> dict:
     """The `extra:` map of a profile this script wrote (one JSON line)."""
     for line in Path(path).read_text().splitlines():
@@ -265,7 +272,11 @@ PROFILES = {
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out-dir", type=Path, default=REPO / "results" / "profiles")
+    ap.add_argument("--base", default=DEFAULT_BASE,
+                    help="the measured intra-node profile, relative to the repo (default "
+                         f"{DEFAULT_BASE})")
     args = ap.parse_args(argv)
+    set_base(args.base)
     base_text = (REPO / BASE).read_text()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name, (gpu, inter) in PROFILES.items():

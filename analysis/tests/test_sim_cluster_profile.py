@@ -53,6 +53,16 @@ def test_committed_profiles_are_the_scripts_output(tmp_path):
             f"{name}.yaml is stale: rerun python3 -m analysis.sim_cluster_profile")
 
 
+def test_another_base_profile_names_itself_and_keeps_the_default_after(tmp_path):
+    base = "results/profiles/h200x8-calibrated.yaml"
+    assert scp.main(["--out-dir", str(tmp_path / "x8"), "--base", base]) == 0
+    text = (tmp_path / "x8" / "yang2024-h200-rdma.yaml").read_text()
+    assert f"intra-node: {base}" in text and "links.nvlink" in text
+    assert "ranks: 8" in text  # the NVLink curves measured on 8 ranks come along
+    assert scp.main(["--out-dir", str(tmp_path / "default")]) == 0
+    assert scp.DEFAULT_BASE in (tmp_path / "default" / "yang2024-h200-rdma.yaml").read_text()
+
+
 def test_every_number_says_measured_published_or_assumed():
     for name, (gpu, link_key) in scp.PROFILES.items():
         inter = scp.LINKS[link_key]["class"]
