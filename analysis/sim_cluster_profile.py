@@ -18,7 +18,8 @@ Every number is one of three kinds, and the profile says which in its comments a
 - assumed: the latency of each nominal inter-node link (the paper gives none), that an all-to-all or an
   all-gather over the NIC costs one latency plus the bytes a rank sends at the link bandwidth,
   that a full-mask block runs at the causal rate on the H100 machine, and that a TP8 all-reduce
-  costs a reduce-scatter plus an all-gather at the bus bandwidth measured on 4 GPUs.
+  costs a reduce-scatter plus an all-gather at the bus bandwidth measured on the base
+  profile's ranks (4 for the default base; `--base` names another measured profile).
 
 The inter-node curves are latency + bytes / bandwidth at sizes from 4 KiB to 4 GiB (the cost
 model interpolates linearly between them and extends the last segment above).
@@ -37,8 +38,7 @@ from analysis.sim_profile import flow_list, sig
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = "Yang et al. 2024 (arXiv 2411.01783)"
-DEFAULT_BASE = "results/profiles/h200x4.yaml"
-BASE = DEFAULT_BASE  # the measured intra-node profile in use (main's --base)
+DEFAULT_BASE = "results/profiles/h200x4.yaml"  # the measured intra-node profile (main's --base)
 MATMUL = {
     "h200": "results/gpu/2026-11-22-h200x1-attention/manifest.json",
     "h100": "results/gpu/2026-11-22-h100x1-attention-final/manifest.json",
@@ -159,15 +159,25 @@ def matmul_rate(gpu: str) -> tuple[float, str]:
             f"{c['matmul_reps']} reps, {path} (ceilings.matmul_tflops)")
 
 
-def render(name: str, gpu: str, link_key: str, base_text: str) -> str:
+def base_machine(b: dict[str, list[str]]) -> tuple[str, int]:
+    """The base profile's machine in words and the ranks its NVLink curves were measured on."""
+    machine = json.loads(b["machine"][0].split(":", 1)[1]) if "machine" in b else "our GPUs"
+    ranks = next((int(line.split(":", 1)[1]) for line in b.get("links", [])
+                  if line.strip().startswith("ranks:")), 0)
+    return machine, ranks
+
+
+def render(name: str, gpu: str, link_key: str, base_text: str, base: str = DEFAULT_BASE) -> str:
+    """One profile; `base_text` is the measured intra-node profile read from `base`."""
     b = top_level_blocks(base_text)
+    base_desc, base_ranks = base_machine(b)
     link = LINKS[link_key]
     inter = link["class"]
     nv = b["links"]
     ag = curve(nv, "all_gather")
     ar_x, ar_y = allreduce_curve(ag)
     mm, mm_source = matmul_rate(gpu)
-    measured_intra = f"measured (ours): copied from {BASE} (4x H200, NVLink NV18)"
+    measured_intra = f"measured (ours): copied from {base} ({base_desc}, NVLink NV18)"
     if gpu == "h200":
         machine = f"hosts of 8x NVIDIA H200 (NVLink) over {inter} (Yang et al.'s network" + (
             ", as achieved in their Table 5)" if link_key.endswith("achieved") else ")")
@@ -209,7 +219,7 @@ def render(name: str, gpu: str, link_key: str, base_text: str) -> str:
             "ranks": TP, "bytes": ar_x, "us": [round(y, 3) for y in ar_y],
             "source": f"assumed from measured: 2x the all_gather curve of links.nvlink at "
                       f"(R-1)/R of the buffer (ring reduce-scatter + all-gather at the bus "
-                      f"bandwidth measured on 4 H200, taken to hold on {TP})"},
+                      f"bandwidth measured on {base_ranks} ranks, taken to hold on {TP})"},
     }
     xs, ys = link_curve(link["gbps"], link["latency_us"])
     lines = [
@@ -224,7 +234,7 @@ def render(name: str, gpu: str, link_key: str, base_text: str) -> str:
             f"latency {sig(link['latency_us'])} us ({link['latency_source'].split(':')[0]})"),
         "machine: " + json.dumps(machine),
         "source: " + json.dumps(
-            f"intra-node: {BASE if gpu == 'h200' else PAPER + ' Appendix A (attention) and ' + BASE}; "
+            f"intra-node: {base if gpu == 'h200' else PAPER + ' Appendix A (attention) and ' + base}; "
             f"inter-node: {PAPER} ({inter} {sig(link['gbps'])} GB/s); matmul: {MATMUL[gpu]}"),
         f"peak_tflops: {sig(peak)}",
         f"bandwidth_gbps: {sig(link['gbps'])}",
@@ -244,12 +254,6 @@ def render(name: str, gpu: str, link_key: str, base_text: str) -> str:
         "extra: " + json.dumps({"provenance": provenance, "model": model}),
     ]
     return "\n".join(lines) + "\n"
-
-
-def set_base(path: str) -> None:
-    """The profile the intra-node numbers are copied from (its name goes into every source)."""
-    global BASE
-    BASE = path
 
 
 def read_extra(path: Path) -> dict:
@@ -276,12 +280,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="the measured intra-node profile, relative to the repo (default "
                          f"{DEFAULT_BASE})")
     args = ap.parse_args(argv)
-    set_base(args.base)
-    base_text = (REPO / BASE).read_text()
+    base_text = (REPO / args.base).read_text()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name, (gpu, inter) in PROFILES.items():
         out = args.out_dir / f"{name}.yaml"
-        out.write_text(render(name, gpu, inter, base_text))
+        out.write_text(render(name, gpu, inter, base_text, args.base))
         print(out)
     return 0
 

@@ -122,7 +122,7 @@ device_telemetry compare_h200 "$OUT/telemetry.csv" "${TELEMETRY_MS:-100}"
 parent="$OUT/cpbench-$part"  # cpbench writes its run folder <name>-<UTC time> under it
 run_dir=""
 t=$(limit "${SWEEP_TIMEOUT_S:-330}")
-((t > 0)) || stamp "no time left for the sweep (DEADLINE_S)"
+((skip_sweep || t > 0)) || stamp "no time left for the sweep (DEADLINE_S)"
 if ((!skip_sweep && t > 0)); then
   rm -rf "$parent"
   args=(run "$sweep" --out "$parent")

@@ -59,6 +59,10 @@ def test_another_base_profile_names_itself_and_keeps_the_default_after(tmp_path)
     text = (tmp_path / "x8" / "yang2024-h200-rdma.yaml").read_text()
     assert f"intra-node: {base}" in text and "links.nvlink" in text
     assert "ranks: 8" in text  # the NVLink curves measured on 8 ranks come along
+    # The provenance describes that base, not the default one.
+    extra = scp.read_extra(tmp_path / "x8" / "yang2024-h200-rdma.yaml")
+    assert "(8x NVIDIA H200, NVLink NV18)" in extra["provenance"]["attention"]
+    assert "measured on 8 ranks" in extra["model"]["tp_allreduce"]["source"]
     assert scp.main(["--out-dir", str(tmp_path / "default")]) == 0
     assert scp.DEFAULT_BASE in (tmp_path / "default" / "yang2024-h200-rdma.yaml").read_text()
 

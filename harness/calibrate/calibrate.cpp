@@ -856,7 +856,7 @@ Expected<Summary> run(const Options& o) {
   };
   std::vector<SustainedCurve> sustained;
   // The host's issue time per call of each op kind, one value per series (the slowest rank's).
-  std::map<std::string, std::vector<double>> issue_s;
+  std::map<std::string, std::vector<double>> issue_by_kind;
   double sendrecv_bw = 0, copy_read_bw = 0;
   for (size_t at = 0; at < ranks[0].size(); ++at) {
     const Series& s = ranks[0][at];
@@ -886,10 +886,9 @@ Expected<Summary> run(const Options& o) {
     }
     double issue = 0;
     for (const auto& r : ranks) issue = std::max(issue, r[at].issue_s);
-    if (issue > 0) {
+    if (issue > 0) {  // series timed by time_op (not share, not sustained)
       j["issue_us"] = issue * 1e6;
-      if (s.kind != Kind::share && s.kind != Kind::sustained)
-        issue_s[std::string(to_string(s.rec.kind))].push_back(issue);
+      issue_by_kind[std::string(to_string(s.rec.kind))].push_back(issue);
     }
     CPB_REQUIRE(st.median > 0, "the {} clock gave no time to {} (sample {}): it is too coarse",
                 plan.backend, kind_name(s.kind), at);
@@ -1090,9 +1089,9 @@ Expected<Summary> run(const Options& o) {
       "comm_share_factor: " + num(comm_share),
   };
   // The cpu backend runs each op inside the call that issues it: its issue time is the op's.
-  if (gpu && !issue_s.empty()) {
+  if (gpu && !issue_by_kind.empty()) {
     std::vector<std::string> parts;
-    for (const auto& [k, v] : issue_s) parts.push_back(k + ": " + num(summarize(v).median * 1e6));
+    for (const auto& [k, v] : issue_by_kind) parts.push_back(k + ": " + num(summarize(v).median * 1e6));
     lines.push_back(fmt::format("issue_us: {{{}}}", fmt::join(parts, ", ")));
   }
   if (!sustained.empty()) {

@@ -57,8 +57,8 @@ device_build() {
 
 # device_telemetry NAME CSV MS: samples every GPU with nvidia-smi every MS milliseconds into CSV
 # (time, GPU, SM and memory clock MHz, power W, temperature C, utilization %, clock-event
-# reasons) in the background until the calling script exits (or device_telemetry_stop). Without
-# an nvidia-smi that takes the query, says so and writes nothing.
+# reasons) in the background until the calling script exits (it sets the EXIT trap) or calls
+# device_telemetry_stop. Without an nvidia-smi that takes the query, says so and writes nothing.
 device_telemetry() {
   local name=$1 csv=$2 ms=$3 f reasons fields=""
   # Field names changed across drivers (clocks_throttle_reasons -> clocks_event_reasons): take

@@ -109,8 +109,8 @@ Expected<Timeline> simulate(const std::vector<RankProgram>& ranks) {
     st.tl.ops[static_cast<size_t>(r)].resize(m);
     for (int i = 0; i < static_cast<int>(m); ++i) {
       const SimOp& o = p.ops[static_cast<size_t>(i)];
-      CPB_REQUIRE(o.duration_s >= 0 && o.issue_s >= 0, "sim: {} has a negative duration",
-                  describe(p, r, i));
+      CPB_REQUIRE(o.duration_s >= 0, "sim: {} has a negative duration", describe(p, r, i));
+      CPB_REQUIRE(o.issue_s >= 0, "sim: {} has a negative issue time", describe(p, r, i));
       for (int e : o.waits) {
         CPB_REQUIRE(e >= 0 && e < static_cast<int>(p.events.size()),
                     "sim: {} waits on event {}, which was never recorded", describe(p, r, i), e);
