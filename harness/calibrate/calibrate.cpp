@@ -86,6 +86,28 @@ std::vector<AttentionShape> attention_grid(const std::vector<int64_t>& sizes,
   return unique;
 }
 
+// Causal squares and full blocks of every (Sq, Sk) pair, for every head_dim, GQA ratio and B·H
+// that divides: the rectangle the cost model interpolates bilinearly (small blocks, whose time
+// follows their longest row rather than their FLOPs).
+std::vector<AttentionShape> rect_grid(const std::vector<int64_t>& sqs,
+                                      const std::vector<int64_t>& sks,
+                                      const std::vector<int64_t>& dims,
+                                      const std::vector<int64_t>& gqas,
+                                      const std::vector<int64_t>& heads) {
+  std::vector<AttentionShape> out;
+  for (int64_t d : dims)
+    for (int64_t g : gqas)
+      for (int64_t h : heads) {
+        if (h % g != 0) continue;
+        for (int64_t s : sks)
+          if (std::find(sqs.begin(), sqs.end(), s) != sqs.end())
+            out.push_back({true, d, g, h, s, s});
+        for (int64_t q : sqs)
+          for (int64_t k : sks) out.push_back({false, d, g, h, q, k});
+      }
+  return out;
+}
+
 // The squares of head_dim >= 64 again, to be measured beside a transfer.
 void add_shared_squares(std::vector<AttentionShape>& grid) {
   std::vector<AttentionShape> shared;
@@ -161,9 +183,9 @@ struct Series {
   // sustained-load series two: each op's time and when it began (seconds since the load began).
   std::vector<std::vector<double>> samples;
   // The host's seconds per issuing call of the op's kind over the timed samples (the executor's
-  // host_calls; 0: not measured), and the per-op time on the GPU from trace marks (batched link
-  // sizes only: their samples[0] is the wall time of back-to-back ops, which the host's issue
-  // rate can set instead of the transfer).
+  // host_calls; 0: not measured), and the per-op time on the GPU from trace marks (the launch
+  // copies, small copies and merges, batched link sizes: their samples[0] is the wall time of
+  // back-to-back ops, which the host's issue rate can set instead of the op).
   double issue_s = 0;
   std::vector<double> gpu_s;
 };
@@ -240,6 +262,7 @@ class RankRun {
     if (n > 1) {
       for (int64_t x : g_.link_bytes) ab = std::max(ab, n * chunk(Kind::all_gather, x));
       ab = std::max(ab, kv_bytes(g_.share) / 2);
+      if (g_.head_start) ab = std::max(ab, chunk(Kind::sendrecv, g_.head_start_bytes));
     }
     b_.ab_cap = ab;
     int64_t mt = 1;
@@ -316,17 +339,43 @@ class RankRun {
   }
 
   // One more sample of `batch` ops with trace marks: each op's time on its stream, in issue order
-  // (what the back-to-back wall time hides when the host issues slower than the GPU runs).
-  Expected<std::vector<double>> traced_op_times(int batch, const std::function<Status(int)>& op) {
+  // (what the back-to-back wall time hides when the host issues slower than the GPU runs). With
+  // `head`, that long op goes first on the same stream (its slice dropped), so that the GPU
+  // reaches the batch only after the host has issued it.
+  Expected<std::vector<double>> traced_op_times(int batch, const std::function<Status(int)>& op,
+                                                const std::function<Status()>& head = {}) {
     ex_.set_tracing(true);
-    auto t = sample(batch, op);
+    auto t = sample(batch + (head ? 1 : 0),
+                    [&](int i) { return head ? (i == 0 ? head() : op(i - 1)) : op(i); });
     Status resolved = t.ok() ? ex_.resolve_trace() : Status{};
     ex_.set_tracing(false);
     if (!t.ok()) return std::move(t).error();
     CPB_TRY(resolved);
     std::vector<double> out;
     for (const auto& slice : ex_.trace()) out.push_back(slice.end_s - slice.begin_s);
+    CPB_REQUIRE(out.size() == static_cast<size_t>(batch + (head ? 1 : 0)),
+                "internal: calibrate traced {} ops, expected {}", out.size(),
+                batch + (head ? 1 : 0));
+    if (head) out.erase(out.begin());
     return out;
+  }
+
+  // The head starts of traced_op_times (empty without g_.head_start).
+  std::function<Status()> compute_head_start() {
+    if (!g_.head_start) return {};
+    return [this] {
+      return ex_.attention(Stream::compute, attention_args(g_.share, 0), "head_start");
+    };
+  }
+  std::function<Status()> comm_head_start() {
+    if (!g_.head_start) return {};
+    const int64_t c = chunk(Kind::sendrecv, g_.head_start_bytes);
+    const int n = ex_.world(), r = ex_.rank();
+    return [this, c, n, r] {
+      const P2POp ops[2] = {{P2POp::Kind::send, (r + 1) % n, {b_.a, 0, c}},
+                            {P2POp::Kind::recv, (r + n - 1) % n, {b_.b, 0, c}}};
+      return ex_.p2p(Stream::comm, ops, "head_start");
+    };
   }
 
   Status measure_launch(std::vector<Series>& out) {
@@ -337,9 +386,14 @@ class RankRun {
       return ex_.copy(Stream::compute, {b_.b, at, n}, {b_.a, at, n}, "launch");
     };
     CPB_ASSIGN_OR_RETURN(Series s, time_op(Kind::launch, 0, g_.launch_ops, g_.repeats, op));
-    say(fmt::format("launch: {:.2f} us per op on rank {} ({} copies of {} back to back)",
+    std::string on_gpu;
+    if (g_.head_start) {
+      CPB_ASSIGN_OR_RETURN(s.gpu_s, traced_op_times(s.batch, op, compute_head_start()));
+      on_gpu = fmt::format(", {:.2f} us each on the GPU", summarize(s.gpu_s).median * 1e6);
+    }
+    say(fmt::format("launch: {:.2f} us per op on rank {} ({} copies of {} back to back{})",
                     summarize(s.samples[0]).median * 1e6, ex_.rank(), s.batch,
-                    size_text(static_cast<double>(s.rec.mem_bytes / 2))));
+                    size_text(static_cast<double>(s.rec.mem_bytes / 2)), on_gpu));
     out.push_back(std::move(s));
     return {};
   }
@@ -369,7 +423,11 @@ class RankRun {
         };
       }
       CPB_ASSIGN_OR_RETURN(Series s, time_op(kind, static_cast<int>(i), 0, g_.repeats, op));
-      const double med = summarize(s.samples[0]).median;
+      // Small ones, like the launch copies, by trace marks behind a head start.
+      if (g_.head_start && bytes <= g_.link_batch_bytes) {
+        CPB_ASSIGN_OR_RETURN(s.gpu_s, traced_op_times(s.batch, op, compute_head_start()));
+      }
+      const double med = summarize(s.gpu_s.empty() ? s.samples[0] : s.gpu_s).median;
       line += fmt::format("{}{} {:.0f} GB/s", line.empty() ? "" : ", ",
                           size_text(static_cast<double>(s.rec.mem_bytes)),
                           static_cast<double>(s.rec.mem_bytes) / med / 1e9);
@@ -473,7 +531,7 @@ class RankRun {
       CPB_ASSIGN_OR_RETURN(Series s,
                            time_op(kind, static_cast<int>(i), batch, g_.link_repeats, op));
       if (batch > 1) {
-        CPB_ASSIGN_OR_RETURN(s.gpu_s, traced_op_times(batch, op));
+        CPB_ASSIGN_OR_RETURN(s.gpu_s, traced_op_times(batch, op, comm_head_start()));
       }
       const double x = static_cast<double>(std::max(s.rec.bytes_sent, s.rec.bytes_recv));
       if (i == 0 || i + 1 == g_.link_bytes.size())
@@ -655,13 +713,19 @@ Grid default_grid(bool quick, bool gpu) {
                              {1, 16, 128, 512, 2048}, powers(1024, 64 * 1024, 4))
             : attention_grid({1024, 2048}, {64, 128}, {1, 4}, {8}, {1}, {2048});
     if (all) {
-      const auto small = attention_grid(powers(16, 1024, 2), {16, 32}, {1, 2}, {8, 32, 128},
-                                        {1, 16}, {256, 1024, 4096});
+      // The generic kernel's blocks (head_dim < 64): a warp per query row walks its keys, so
+      // a block that fills one wave takes the time of its longest row whatever its Sq; the
+      // full rectangle of Sq x Sk lets the model interpolate that (squares and 1:2 blocks
+      // alone mispriced the quickstart's 15-120 query blocks by 0.77-1.75x).
+      std::vector<int64_t> sq = powers(16, 1024, 2), sk = powers(16, 1024, 2);
+      sq.insert(sq.begin(), 1);
+      sk.push_back(4096);
+      const auto small = rect_grid(sq, sk, {16, 32}, {1, 2}, {8, 32, 128});
       g.attention.insert(g.attention.end(), small.begin(), small.end());
     }
     add_shared_squares(g.attention);
     g.link_bytes = powers(all ? kKiB : 64 * kKiB, all ? kGiB : 4 * kMiB, 4);
-    g.mem_bytes = powers(kMiB, all ? 4 * kGiB : 16 * kMiB, 4);
+    g.mem_bytes = powers(all ? 16 * kKiB : kMiB, all ? 4 * kGiB : 16 * kMiB, 4);
     const int64_t share_tokens = all ? 16384 : 2048;
     g.share = {true, 128, 1, all ? 32 : 8, share_tokens, share_tokens};
     g.merge_heads = 8;
@@ -673,6 +737,8 @@ Grid default_grid(bool quick, bool gpu) {
     g.link_repeats = all ? 20 : 5;
     g.link_batch = 20;
     g.link_batch_bytes = kMiB;
+    g.head_start = true;
+    g.head_start_bytes = all ? 256 * kMiB : 4 * kMiB;
     g.sample_s = all ? 2e-3 : 0.5e-3;
     g.idle_ratio = all ? 1.0 : 0.0;
     if (all) {
@@ -696,6 +762,8 @@ Grid default_grid(bool quick, bool gpu) {
     g.link_bytes = quick ? powers(4 * kKiB, 64 * kKiB, 4) : powers(4 * kKiB, kMiB, 4);
     g.link_batch = 4;  // the smallest sizes batched: the trace-mark path runs here too
     g.link_batch_bytes = 16 * kKiB;
+    g.head_start = true;  // pointless where ops run inside the call, but the path is tested here
+    g.head_start_bytes = 64 * kKiB;
     g.mem_bytes = quick ? powers(64 * kKiB, kMiB, 4) : powers(64 * kKiB, 4 * kMiB, 4);
     g.share = {true, 64, 1, 2, quick ? 128 : 256, quick ? 128 : 256};
     g.merge_heads = 2;
@@ -743,6 +811,8 @@ nlohmann::json to_json(const Grid& g) {
           {"link_repeats", g.link_repeats},
           {"link_batch", g.link_batch},
           {"link_batch_bytes", g.link_batch_bytes},
+          {"head_start", g.head_start},
+          {"head_start_bytes", g.head_start_bytes},
           {"sample_s", g.sample_s},
           {"idle_ratio", g.idle_ratio},
           {"sustained", sustained},
@@ -860,8 +930,9 @@ Expected<Summary> run(const Options& o) {
   double sendrecv_bw = 0, copy_read_bw = 0;
   for (size_t at = 0; at < ranks[0].size(); ++at) {
     const Series& s = ranks[0][at];
-    // Batched link sizes: the per-op times on the GPU (trace marks, the slowest rank's op by
-    // op) where the back-to-back wall time can be the host's issue rate.
+    // Traced series (launch, small copies and merges, batched link sizes): the per-op times on
+    // the GPU (trace marks, the slowest rank's op by op) where the back-to-back wall time can be
+    // the host's issue rate.
     std::vector<double> on_gpu = s.gpu_s;
     for (const auto& r : ranks)
       for (size_t i = 0; i < on_gpu.size() && i < r[at].gpu_s.size(); ++i)
@@ -1091,7 +1162,8 @@ Expected<Summary> run(const Options& o) {
   // The cpu backend runs each op inside the call that issues it: its issue time is the op's.
   if (gpu && !issue_by_kind.empty()) {
     std::vector<std::string> parts;
-    for (const auto& [k, v] : issue_by_kind) parts.push_back(k + ": " + num(summarize(v).median * 1e6));
+    for (const auto& [k, v] : issue_by_kind)
+      parts.push_back(k + ": " + num(summarize(v).median * 1e6));
     lines.push_back(fmt::format("issue_us: {{{}}}", fmt::join(parts, ", ")));
   }
   if (!sustained.empty()) {

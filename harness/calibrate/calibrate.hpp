@@ -85,6 +85,12 @@ struct Grid {
   // count on every rank), so that a sample is not one latency plus the ranks' skew at its start.
   int link_batch = 1;
   int64_t link_batch_bytes = 0;
+  // The launch copies and the batched transfers are also timed op by op from trace marks, each
+  // batch behind one long op on the same stream (`share`'s attention block; a sendrecv of
+  // head_start_bytes), so that the host has issued them before the GPU reaches them and each
+  // slice is the op's own time on the GPU, not the host's issue gap (issue_us covers that).
+  bool head_start = false;
+  int64_t head_start_bytes = 0;
   double sample_s = 0;  // a compute sample's target duration (sets its batch)
   int max_batch = 0;
   int64_t rotate_bytes = 0;  // compute ops cycle through at least this much memory per buffer

@@ -86,6 +86,14 @@ TEST_F(Calibrate, CpuQuickWritesAProfileTheSimAccepts) {
   }
   EXPECT_EQ(traced, 6);  // 4 KiB and 16 KiB, three collectives
   EXPECT_GT(walled, 0);
+  // The launch copies are traced too, each batch behind a head start whose slice is dropped.
+  EXPECT_TRUE(j["grid"]["head_start"].get<bool>());
+  const auto launch = std::find_if(j["series"].begin(), j["series"].end(),
+                                   [](const auto& s) { return s["kind"] == "launch"; });
+  ASSERT_NE(launch, j["series"].end());
+  EXPECT_TRUE(launch->contains("seconds_per_op_from")) << launch->dump();
+  EXPECT_EQ((*launch)["seconds_per_op"].size(), (*launch)["batch"].get<size_t>()) << launch->dump();
+  EXPECT_GT(p->launch_us, 0);
 }
 
 TEST_F(Calibrate, OneRankSkipsTheLinksAndStaysValid) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 namespace cpb::sim {
 
@@ -34,8 +35,61 @@ double interpolate_throughput(const ProfileCurve& c, double x) {
 
 namespace {
 
+// The log of the rate at (lq, lk) = (log2 Sq, log2 Sk) from measured points around it, if they
+// are there: on the diagonal (Sq = Sk) the two squares around it, linear in log2 of the size;
+// elsewhere the four corners of the smallest rectangle of measured Sq and Sk values around it,
+// bilinear. Either way an exact match is that point's rate.
+std::optional<double> bracketed_log_rate(const std::vector<const AttentionPoint*>& pts, double lq,
+                                         double lk) {
+  auto l2 = [](int64_t x) { return std::log2(static_cast<double>(x)); };
+  auto find = [&](double q, double k) -> const AttentionPoint* {
+    for (const auto* a : pts)
+      if (l2(a->sq) == q && l2(a->sk) == k) return a;
+    return nullptr;
+  };
+  // The measured values of one axis just below and above x (on the diagonal: the squares').
+  auto around = [&](double x, auto value, auto keep) -> std::optional<std::pair<double, double>> {
+    double lo = -std::numeric_limits<double>::infinity(), hi = -lo;
+    for (const auto* a : pts) {
+      if (!keep(a)) continue;
+      const double v = value(a);
+      if (v <= x) lo = std::max(lo, v);
+      if (v >= x) hi = std::min(hi, v);
+    }
+    if (!std::isfinite(lo) || !std::isfinite(hi)) return std::nullopt;
+    return std::pair{lo, hi};
+  };
+  auto frac = [](double x, std::pair<double, double> r) {
+    return r.second > r.first ? (x - r.first) / (r.second - r.first) : 0.0;
+  };
+  if (lq == lk) {
+    const auto r = around(
+        lq, [&](const AttentionPoint* a) { return l2(a->sq); },
+        [](const AttentionPoint* a) { return a->sq == a->sk; });
+    if (r) {
+      const AttentionPoint *a = find(r->first, r->first), *b = find(r->second, r->second);
+      const double f = frac(lq, *r);
+      return std::log(a->tflops) * (1 - f) + std::log(b->tflops) * f;
+    }
+  }
+  const auto all = [](const AttentionPoint*) { return true; };
+  const auto rq = around(
+      lq, [&](const AttentionPoint* a) { return l2(a->sq); }, all);
+  const auto rk = around(
+      lk, [&](const AttentionPoint* a) { return l2(a->sk); }, all);
+  if (!rq || !rk) return std::nullopt;
+  const AttentionPoint* c[4] = {find(rq->first, rk->first), find(rq->first, rk->second),
+                                find(rq->second, rk->first), find(rq->second, rk->second)};
+  if (std::find(std::begin(c), std::end(c), nullptr) != std::end(c)) return std::nullopt;
+  const double fq = frac(lq, *rq), fk = frac(lk, *rk);
+  auto lg = [](const AttentionPoint* a) { return std::log(a->tflops); };
+  return (lg(c[0]) * (1 - fk) + lg(c[1]) * fk) * (1 - fq) +
+         (lg(c[2]) * (1 - fk) + lg(c[3]) * fk) * fq;
+}
+
 // The rate of one (head_dim, gqa, heads) family's points at a block of (sq, sk): the block's
-// (log2 Sq, log2 Sk) clamped to the points' range, then the weighted geometric mean of its
+// (log2 Sq, log2 Sk) clamped to the points' range, then interpolated between the measured points
+// around it where they are there (bracketed_log_rate), else the weighted geometric mean of its
 // nearest points (weights 1 / distance^2), an exact match being that point's rate. Outside the
 // grid the edge's rate holds, never a blend of far points.
 double family_tflops(const std::vector<const AttentionPoint*>& pts, int64_t sq, int64_t sk) {
@@ -49,6 +103,7 @@ double family_tflops(const std::vector<const AttentionPoint*>& pts, int64_t sq, 
   }
   const double lq = std::clamp(l2(static_cast<double>(sq)), q_lo, q_hi);
   const double lk = std::clamp(l2(static_cast<double>(sk)), k_lo, k_hi);
+  if (const auto lr = bracketed_log_rate(pts, lq, lk)) return std::exp(*lr);
   std::vector<std::pair<double, double>> near;  // (distance^2, TF/s)
   for (const auto* a : pts) {
     const double dq = l2(static_cast<double>(a->sq)) - lq, dk = l2(static_cast<double>(a->sk)) - lk;

@@ -11,14 +11,17 @@
 //     a log scale, as its visible pairs go from those of the block on the diagonal to all),
 //     then of the nearest GQA ratio
 //     (log2 distances);
-//     within one head count, the block's (log2 Sq, log2 Sk) is clamped to the points' range and
-//     the rate is the weighted geometric mean of its 3 nearest points (weights 1 / distance^2),
-//     an exact match being that point's rate; between the two measured head counts around the
-//     block's, the rate is linear in log2(heads) on a log scale (a small kernel's time barely
-//     changes with its heads, so its rate grows with them), the nearest count's beyond them
-//     (points without heads stand for any). So it lies within the points' range, and beyond the
-//     grid the edge's rate holds.
-//     Without points (or none of the block's mask): the profile's peak_tflops.
+//     within one head count, the block's (log2 Sq, log2 Sk) is clamped to the points' range;
+//     then on the diagonal (Sq = Sk) the rate is linear in log2 of the size between the two
+//     squares around it, elsewhere bilinear in (log2 Sq, log2 Sk) between the four corners of
+//     the smallest measured rectangle around it (both on a log scale), and where those points
+//     are not all there the weighted geometric mean of its 3 nearest points (weights
+//     1 / distance^2); an exact match is always that point's rate; between the two measured head
+//     counts around the block's, the rate is linear in log2(heads) on a log scale (a small kernel's
+//     time barely changes with its heads, so its rate grows with them), the nearest count's beyond
+//     them (points without heads stand for any). So it lies within the points' range, and beyond
+//     the grid the edge's rate holds. Without points (or none of the block's mask): the profile's
+//     peak_tflops.
 //   - p2p, all-to-all, all-gather: the curve of the op's collective on its link class, at the
 //     bytes the rank sends to its peers (p2p: the larger of sent and received), interpolated
 //     linearly between measured sizes; below the smallest size the smallest size's time

@@ -101,6 +101,37 @@ TEST(SimAttentionTable, ExactPointsBlendsAndClamps) {
   EXPECT_DOUBLE_EQ(CostModel(modes).attention_tflops(true, 16, 1, 8, 1024, 1024, true), 5);
 }
 
+TEST(SimAttentionTable, InterpolatesBetweenTheMeasuredPointsAroundTheBlock) {
+  // A full rectangle of Sq in {16, 64} x Sk in {16, 256}: bilinear in (log2 Sq, log2 Sk) on a
+  // log scale. Rates chosen as 2^(a + b log2 Sq + c log2 Sk), which bilinear reproduces exactly.
+  auto r = [](double q, double k) {
+    return std::exp2(1 + 0.5 * std::log2(q) + 0.25 * std::log2(k));
+  };
+  HardwareProfile p;
+  for (int64_t q : {16, 64})
+    for (int64_t k : {16, 256}) p.attention.push_back({false, 16, 1, 8, q, k, r(q, k)});
+  const CostModel m(p);
+  EXPECT_NEAR(m.attention_tflops(false, 16, 1, 8, 32, 64), r(32, 64), 1e-9);
+  EXPECT_NEAR(m.attention_tflops(false, 16, 1, 8, 30, 240), r(30, 240), 1e-9);
+  EXPECT_NEAR(m.attention_tflops(false, 16, 1, 8, 16, 100), r(16, 100), 1e-9);  // on an edge
+  EXPECT_DOUBLE_EQ(m.attention_tflops(false, 16, 1, 8, 64, 16), r(64, 16));     // a corner
+  // Beyond the rectangle: clamped to its edge.
+  EXPECT_NEAR(m.attention_tflops(false, 16, 1, 8, 30, 4096), r(30, 256), 1e-9);
+  // A missing corner: the nearest points' blend instead (within the points' range).
+  HardwareProfile three = p;
+  three.attention.pop_back();
+  const double b = CostModel(three).attention_tflops(false, 16, 1, 8, 32, 64);
+  EXPECT_GE(b, r(16, 16));
+  EXPECT_LE(b, r(64, 16));
+  // On the diagonal: between the two squares around it, linear in log2 of the size, even where
+  // no off-diagonal point exists (causal squares).
+  HardwareProfile sq;
+  sq.attention = {{true, 16, 1, 8, 32, 32, 2}, {true, 16, 1, 8, 128, 128, 32}};
+  EXPECT_NEAR(CostModel(sq).attention_tflops(true, 16, 1, 8, 64, 64), 8, 1e-9);
+  EXPECT_NEAR(CostModel(sq).attention_tflops(true, 16, 1, 8, 45, 45),
+              std::exp2(1 + 4 * (std::log2(45.0) - 5) / 2), 1e-9);
+}
+
 TEST(SimCostModel, CausalBlocksPastTheDiagonalMoveToTheFullRate) {
   // Causal squares at 100 TF/s, full blocks at 400: a causal block on the diagonal pays the
   // causal rate, one whose every pair is visible the full rate, one halfway (in visible pairs
