@@ -2,6 +2,7 @@
 // mask-aware FLOPs per phase that every run records.
 #include "harness/core/executor.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <stdexcept>
@@ -296,6 +297,7 @@ Status Executor::issue(OpRecord rec, const std::function<Status()>& launch) {
     t.sk = rec.sk;
     t.mask = rec.mask;
     t.comm_in_flight = rec.comm_in_flight;
+    t.kv_fresh = rec.kv_fresh;
     t.mem_bytes = rec.mem_bytes;
     t.begin_mark = first_mark;
     t.end_mark = second;
@@ -321,6 +323,33 @@ Status Executor::resolve_trace() {
   return {};
 }
 
+namespace {
+
+// The element span a view covers, [first, last + 1) (its rows may leave gaps inside it).
+std::pair<int64_t, int64_t> view_span(const View& v) {
+  if (v.elems() == 0) return {v.offset, v.offset};
+  const int64_t last =
+      v.offset + (v.batch - 1) * v.batch_stride + (v.tokens - 1) * v.row_stride() + v.heads * v.dim;
+  return {v.offset, last};
+}
+
+}  // namespace
+
+void Executor::note_written(Buf b, int64_t begin, int64_t end) {
+  if (end > begin) written_.push_back({b.id, begin, end});
+}
+
+void Executor::note_written(const View& v) {
+  const auto [b, e] = view_span(v);
+  note_written(v.buf, b, e);
+}
+
+bool Executor::was_written(const View& v) const {
+  const auto [b, e] = view_span(v);
+  return std::any_of(written_.begin(), written_.end(),
+                     [&](const Span& w) { return w.buf == v.buf.id && w.begin < e && b < w.end; });
+}
+
 Status Executor::attention(Stream s, const AttnArgs& a, std::string_view phase) {
   CPB_TRY(check_view(a.q, ElemKind::act, "attention q"));
   CPB_TRY(check_view(a.k, ElemKind::act, "attention k"));
@@ -344,6 +373,7 @@ Status Executor::attention(Stream s, const AttnArgs& a, std::string_view phase) 
   rec.mask = a.mask;
   rec.flops = 4.0 * static_cast<double>(a.q.batch * a.q.heads * a.q.dim) *
               static_cast<double>(block_pairs(a.mask, a.q.tokens, a.k.tokens));
+  rec.kv_fresh = was_written(a.k) || was_written(a.v);
   return issue(std::move(rec), [&] { return do_attention(s, a); });
 }
 
@@ -376,6 +406,7 @@ Status Executor::copy(Stream s, Range dst, Range src, std::string_view phase) {
               "internal: copy of {} elements into {}", src.count, dst.count);
   OpRecord rec = op_record(OpKind::copy, s, phase);
   rec.mem_bytes = 2 * src.count * elem_bytes(src.buf);
+  note_written(dst.buf, dst.offset, dst.offset + dst.count);
   return issue(std::move(rec), [&] { return do_copy(s, dst, src); });
 }
 
@@ -388,6 +419,7 @@ Status Executor::copy_view(Stream s, View dst, View src, std::string_view phase)
               "internal: copy_view shape mismatch");
   OpRecord rec = op_record(OpKind::copy, s, phase);
   rec.mem_bytes = 2 * src.elems() * elem_bytes(src.buf);
+  note_written(dst);
   return issue(std::move(rec), [&] { return do_copy_view(s, dst, src); });
 }
 
@@ -401,6 +433,8 @@ Status Executor::p2p(Stream s, std::span<const P2POp> ops, std::string_view phas
     (op.kind == P2POp::Kind::send ? rec.bytes_sent : rec.bytes_recv) += bytes;
     rec.peers.push_back(op.peer);
     if (bytes > 0) rec.transfers.push_back({op.peer, op.kind == P2POp::Kind::send, bytes});
+    if (op.kind == P2POp::Kind::recv)
+      note_written(op.range.buf, op.range.offset, op.range.offset + op.range.count);
   }
   return issue(std::move(rec), [&] { return do_p2p(s, ops); });
 }
@@ -414,6 +448,7 @@ Status Executor::all_to_all(Stream s, std::span<const Range> send, std::span<con
   for (int j = 0; j < world_; ++j) {
     CPB_TRY(check_range(send[j], "all_to_all send"));
     CPB_TRY(check_range(recv[j], "all_to_all recv"));
+    note_written(recv[j].buf, recv[j].offset, recv[j].offset + recv[j].count);
     // What a rank keeps for itself never crosses a link.
     if (j == rank_) continue;
     if (send[j].count > 0 || recv[j].count > 0) ++rec.participants;
@@ -440,6 +475,7 @@ Status Executor::all_gather(Stream s, Range send, Range recv, std::string_view p
   int64_t block = send.count * elem_bytes(send.buf);
   rec.bytes_sent = block * (world_ - 1);
   rec.bytes_recv = block * (world_ - 1);
+  note_written(recv.buf, recv.offset, recv.offset + recv.count);
   return issue(std::move(rec), [&] { return do_all_gather(s, send, recv); });
 }
 

@@ -136,6 +136,10 @@ struct OpRecord {
   // A comm-stream op was issued since the compute stream last waited on an event: a transfer
   // may run beside this op (the cuda backend's share_sms rule; the sim's share factor).
   bool comm_in_flight = false;
+  // Attention: an earlier op of the same iteration wrote some of its K or V (a receive, an
+  // all-gather, a copy), so a small block may find them in L2; otherwise they come from before
+  // the iteration, which the cuda backend starts with a flushed L2.
+  bool kv_fresh = false;
   std::vector<int> peers;               // p2p peers
   std::vector<PeerTransfer> transfers;  // p2p and all-to-all, per peer and direction
   int participants = 0;    // ranks taking part in a collective (a USP group may be < N)
@@ -154,6 +158,7 @@ struct TraceSlice {
   int64_t sq = 0, sk = 0;       // attention block shape
   BlockMask mask;               // attention
   bool comm_in_flight = false;  // OpRecord::comm_in_flight
+  bool kv_fresh = false;        // OpRecord::kv_fresh
   int64_t mem_bytes = 0;        // OpRecord::mem_bytes
   double begin_s = 0, end_s = 0;
   int begin_mark = -1, end_mark = -1;
@@ -280,6 +285,7 @@ class Executor {
   void begin_iteration() {
     next_event_ = 0;
     comm_in_flight_ = false;
+    written_.clear();
   }
   // Variants that leave out one kind of op (still accounted): compute only (no communication)
   // and communication only, whose times give the exposed communication and the overlap.
@@ -377,6 +383,16 @@ class Executor {
   int next_event_ = 0;
   int last_logged_[2] = {-1, -1};  // log index of each stream's latest op
   bool comm_in_flight_ = false;    // OpRecord::comm_in_flight of the next op
+  // The element spans [begin, end) of each buffer that ops of this iteration wrote as their
+  // output (copies and receives: OpRecord::kv_fresh).
+  struct Span {
+    int buf;
+    int64_t begin, end;
+  };
+  std::vector<Span> written_;
+  void note_written(Buf b, int64_t begin, int64_t end);
+  void note_written(const View& v);
+  bool was_written(const View& v) const;
   std::vector<int> pending_waits_[2];
   Accounting acct_;
   // By OpKind, then event record/wait: counted on every op, so an array, not a map.

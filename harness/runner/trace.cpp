@@ -26,6 +26,7 @@ nlohmann::json chrome_trace(const ExecResult& res, const std::string& title) {
                                                                 : "none";
         if (t.mask.kind == BlockMask::Kind::causal) args["diag"] = t.mask.diag;
         args["comm_in_flight"] = t.comm_in_flight;
+        args["kv_fresh"] = t.kv_fresh;
       }
       const std::string kind(to_string(t.kind));
       events.push_back({{"name", t.phase == kind ? kind : fmt::format("{} {}", t.phase, kind)},

@@ -207,5 +207,28 @@ TEST(Accounting, CollectivesRecordTheirGroupSize) {
   EXPECT_EQ(ag.ranks[1].accounting.phases.at("kv_all_gather").participants, 3);
 }
 
+TEST(Accounting, AttentionKnowsWhetherItsKvWereWrittenThisIteration) {
+  // The ring's first step reads the rank's own K/V (inputs from before the iteration); every
+  // later step reads what the previous sendrecv received. The all-gather's block reads the
+  // gathered K/V; at cp 1 nothing is written before the block.
+  for (int n : {1, 3}) {
+    ExecResult r = run("ring_pass_kv", LayoutKind::zigzag, n, gqa_workload(4 * n, 0));
+    for (const auto& rank : r.ranks) {
+      int fresh = 0, stale = 0;
+      for (const auto& op : rank.accounting.log) {
+        if (op.kind != OpKind::attention) continue;
+        EXPECT_EQ(op.kv_fresh, op.step > 0) << "step " << op.step;
+        (op.kv_fresh ? fresh : stale) += 1;
+      }
+      EXPECT_GT(stale, 0);
+      EXPECT_EQ(fresh > 0, n > 1);
+    }
+  }
+  ExecResult ag = run("allgather", LayoutKind::contiguous, 3, gqa_workload(12, 0));
+  for (const auto& rank : ag.ranks)
+    for (const auto& op : rank.accounting.log)
+      if (op.kind == OpKind::attention) EXPECT_TRUE(op.kv_fresh);
+}
+
 }  // namespace
 }  // namespace cpb
