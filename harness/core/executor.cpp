@@ -336,7 +336,8 @@ std::pair<int64_t, int64_t> view_span(const View& v) {
 }  // namespace
 
 void Executor::note_written(Buf b, int64_t begin, int64_t end) {
-  if (end > begin) written_.push_back({b.id, begin, end});
+  // Only the logged or traced iterations use OpRecord::kv_fresh: timed ones skip the work.
+  if ((logging_ || tracing_) && end > begin) written_.push_back({b.id, begin, end});
 }
 
 void Executor::note_written(const View& v) {

@@ -384,7 +384,7 @@ class Executor {
   int last_logged_[2] = {-1, -1};  // log index of each stream's latest op
   bool comm_in_flight_ = false;    // OpRecord::comm_in_flight of the next op
   // The element spans [begin, end) of each buffer that ops of this iteration wrote as their
-  // output (copies and receives: OpRecord::kv_fresh).
+  // output (copies and receives: OpRecord::kv_fresh), kept while logging or tracing.
   struct Span {
     int buf;
     int64_t begin, end;

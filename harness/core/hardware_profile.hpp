@@ -67,6 +67,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -116,7 +117,8 @@ struct HardwareProfile {
 
   // The cost model's tables (all optional; see the schema above).
   double launch_us = 0;
-  std::map<std::string, double> issue_us;  // by op kind name or "event"; empty: no host clock
+  std::map<std::string, double, std::less<>>
+      issue_us;  // by op kind name or "event"; empty: no host clock
   double share_factor = 1;
   double comm_share_factor = 1;
   std::vector<SustainedCurve> sustained;  // by increasing tokens, then duty

@@ -221,7 +221,7 @@ Expected<double> CostModel::transfer_seconds(const OpRecord& rec, int rank, int 
 double CostModel::issue_seconds(const OpRecord& rec) const {
   if (p_.issue_us.empty()) return 0;
   auto us = [&](std::string_view k) {
-    const auto it = p_.issue_us.find(std::string(k));
+    const auto it = p_.issue_us.find(k);
     return it == p_.issue_us.end() ? 0.0 : it->second;
   };
   return (us(to_string(rec.kind)) + 2.0 * static_cast<double>(rec.waits.size()) * us("event")) *

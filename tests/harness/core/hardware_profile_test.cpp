@@ -44,8 +44,8 @@ TEST(HardwareProfileTables, FullProfileParses) {
   EXPECT_DOUBLE_EQ(p->launch_us, 3.5);
   EXPECT_DOUBLE_EQ(p->share_factor, 1.25);
   EXPECT_DOUBLE_EQ(p->comm_share_factor, 1.4);
-  EXPECT_EQ(p->issue_us,
-            (std::map<std::string, double>{{"attention", 4.5}, {"p2p", 9}, {"event", 0.25}}));
+  EXPECT_EQ(p->issue_us, (std::map<std::string, double, std::less<>>{
+                             {"attention", 4.5}, {"p2p", 9}, {"event", 0.25}}));
   ASSERT_EQ(p->sustained.size(), 3u);  // sorted by tokens, then duty
   EXPECT_EQ(p->sustained[0].tokens, 1024);
   EXPECT_EQ(p->sustained[2].tokens, 4096);
