@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cuda/kernels.hpp"
 #include "kernels/random_inputs.hpp"
@@ -26,6 +27,8 @@ namespace {
 
 constexpr int kMaxPerLane = 8;  // head_dim <= 256
 constexpr int kWarpsPerBlock = 4;
+// Registers capped at 64 a thread (65536 / (128 x 8)), so that an SM holds 32 warps (rows).
+constexpr int kMinBlocksPerSm = 8;
 
 __device__ __forceinline__ float to_f(__nv_bfloat16 x) {
   return __bfloat162float(x);
@@ -55,10 +58,20 @@ __device__ __forceinline__ T* at_mut(const DevView& v, int64_t b, int64_t t, int
   return static_cast<T*>(v.data) + b * v.batch_stride + t * ts + h * v.dim;
 }
 
-template <class T>
-__global__ void attention_kernel(DevView q, DevView k, DevView v, DevView o, DevView lse,
-                                 int mask_kind, int64_t diag, float scale, bool accumulate) {
-  __shared__ float qs[kWarpsPerBlock][kMaxPerLane * 32];
+// kPer: head dims per lane (ceil(head_dim / 32): 1, 2, 4 or 8), so that the accumulator and the
+// loads in flight live in registers sized for the head_dim. The kernel is bound by load latency
+// (a warp's loads, not the arithmetic, set its time), so each chunk's loads are all issued before
+// any is used: 16 elements of a lane's key row at a time for the scores, then V rows in groups of
+// 16 / kPer keys. The arithmetic and its order are those of one key after another. kVec: K rows
+// start on 16-byte boundaries and head_dim is a multiple of 8 (rows_16b), so they are read 16 bytes
+// at a time.
+template <class T, int kPer, bool kVec>
+__global__ void __launch_bounds__(32 * kWarpsPerBlock, kMinBlocksPerSm)
+    attention_kernel(DevView q, DevView k, DevView v, DevView o, DevView lse, int mask_kind,
+                     int64_t diag, float scale, bool accumulate) {
+  constexpr int kLoads = 16;             // loads in flight per lane
+  constexpr int kGroup = kLoads / kPer;  // V rows loaded together (kPer <= 8: at least 2)
+  __shared__ float qs[kWarpsPerBlock][kPer * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
   const int64_t rows = q.batch * q.tokens * q.heads;
@@ -78,17 +91,46 @@ __global__ void attention_kernel(DevView q, DevView k, DevView v, DevView o, Dev
     if (visible > k.tokens) visible = k.tokens;
   }
 
+  // Key and value row j of this head: base + j * stride.
+  const T* kbase = at<T>(k, b, 0, hk);
+  const T* vbase = at<T>(v, b, 0, hk);
+  const int64_t kstride = k.token_stride ? k.token_stride : k.heads * k.dim;
+  const int64_t vstride = v.token_stride ? v.token_stride : v.heads * v.dim;
   float m = -INFINITY, l = 0.0f;
-  float acc[kMaxPerLane];
+  float acc[kPer];
 #pragma unroll
-  for (int c = 0; c < kMaxPerLane; ++c) acc[c] = 0.0f;
+  for (int c = 0; c < kPer; ++c) acc[c] = 0.0f;
   for (int64_t j0 = 0; j0 < visible; j0 += 32) {
     const int64_t j = j0 + lane;
     float s = -INFINITY;
     if (j < visible) {
-      const T* krow = at<T>(k, b, j, hk);
+      const T* krow = kbase + j * kstride;
       float dot = 0.0f;
-      for (int x = 0; x < d; ++x) dot += qs[warp][x] * to_f(krow[x]);
+#pragma unroll
+      for (int x0 = 0; x0 < kPer * 32; x0 += kLoads) {
+        if (x0 >= d) break;
+        float kx[kLoads];
+        if constexpr (kVec) {
+          // 16-byte loads: a lane's row is its own cache line, so each load instruction of
+          // the warp touches 32 lines; 8 elements a load instead of one.
+          constexpr int kPerLoad = 16 / sizeof(T);
+#pragma unroll
+          for (int u = 0; u < kLoads / kPerLoad; ++u) {
+            uint4 raw = make_uint4(0, 0, 0, 0);
+            if (x0 + u * kPerLoad < d)
+              raw = *reinterpret_cast<const uint4*>(krow + x0 + u * kPerLoad);
+            const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+            for (int x = 0; x < kPerLoad; ++x) kx[u * kPerLoad + x] = to_f(e[x]);
+          }
+        } else {
+#pragma unroll
+          for (int x = 0; x < kLoads; ++x) kx[x] = x0 + x < d ? to_f(krow[x0 + x]) : 0.0f;
+        }
+#pragma unroll
+        for (int x = 0; x < kLoads; ++x)
+          if (x0 + x < d) dot += qs[warp][x0 + x] * kx[x];
+      }
       s = dot;
     }
     float mx = s;
@@ -100,15 +142,29 @@ __global__ void attention_kernel(DevView q, DevView k, DevView v, DevView o, Dev
     const float corr = __expf(m - m_new);  // m = -inf on the first chunk: corr = 0
     l = l * corr + ps;
 #pragma unroll
-    for (int c = 0; c < kMaxPerLane; ++c) acc[c] *= corr;
-    const int64_t n = visible - j0 < 32 ? visible - j0 : 32;
-    for (int64_t jj = 0; jj < n; ++jj) {
-      const float pj = __shfl_sync(0xffffffffu, p, static_cast<int>(jj));
-      const T* vrow = at<T>(v, b, j0 + jj, hk);
+    for (int c = 0; c < kPer; ++c) acc[c] *= corr;
+    const int n = visible - j0 < 32 ? static_cast<int>(visible - j0) : 32;
 #pragma unroll
-      for (int c = 0; c < kMaxPerLane; ++c) {
-        const int x = lane + 32 * c;
-        if (x < d) acc[c] += pj * to_f(vrow[x]);
+    for (int g = 0; g < 32; g += kGroup) {
+      if (g >= n) break;
+      float vx[kGroup][kPer];
+      const T* vg = vbase + (j0 + g) * vstride;
+#pragma unroll
+      for (int jj = 0; jj < kGroup; ++jj) {
+#pragma unroll
+        for (int c = 0; c < kPer; ++c) {
+          const int x = lane + 32 * c;
+          vx[jj][c] = g + jj < n && x < d ? to_f(vg[jj * vstride + x]) : 0.0f;
+        }
+      }
+#pragma unroll
+      for (int jj = 0; jj < kGroup; ++jj) {
+        const float pj = __shfl_sync(0xffffffffu, p, g + jj);
+        if (g + jj < n) {
+#pragma unroll
+          for (int c = 0; c < kPer; ++c)
+            if (lane + 32 * c < d) acc[c] += pj * vx[jj][c];
+        }
       }
     }
     m = m_new;
@@ -120,7 +176,7 @@ __global__ void attention_kernel(DevView q, DevView k, DevView v, DevView o, Dev
   const float inv = visible > 0 ? 1.0f / l : 0.0f;
   if (!accumulate) {
 #pragma unroll
-    for (int c = 0; c < kMaxPerLane; ++c) {
+    for (int c = 0; c < kPer; ++c) {
       const int x = lane + 32 * c;
       if (x < d) orow[x] = acc[c] * inv;
     }
@@ -133,7 +189,7 @@ __global__ void attention_kernel(DevView q, DevView k, DevView v, DevView o, Dev
   __syncwarp();
   if (mm == -INFINITY) {
 #pragma unroll
-    for (int c = 0; c < kMaxPerLane; ++c) {
+    for (int c = 0; c < kPer; ++c) {
       const int x = lane + 32 * c;
       if (x < d) orow[x] = 0.0f;
     }
@@ -143,7 +199,7 @@ __global__ void attention_kernel(DevView q, DevView k, DevView v, DevView o, Dev
   const float w0 = __expf(old - mm), w1 = __expf(my_lse - mm);
   const float winv = 1.0f / (w0 + w1);
 #pragma unroll
-  for (int c = 0; c < kMaxPerLane; ++c) {
+  for (int c = 0; c < kPer; ++c) {
     const int x = lane + 32 * c;
     if (x < d) orow[x] = (w0 * orow[x] + w1 * acc[c] * inv) * winv;
   }
@@ -370,12 +426,29 @@ int attention_forward(ActType t, const DevView& q, const DevView& k, const DevVi
   if (q.dim > kMaxPerLane * 32) return static_cast<int>(cudaErrorInvalidValue);
   auto s = static_cast<cudaStream_t>(stream);
   const unsigned grid = blocks_for(rows, kWarpsPerBlock);
+  const int per = q.dim <= 32 ? 1 : q.dim <= 64 ? 2 : q.dim <= 128 ? 4 : 8;
+  auto launch = [&](auto tag) {
+    using T = decltype(tag);
+    auto args = [&](auto kernel) {
+      kernel<<<grid, 32 * kWarpsPerBlock, 0, s>>>(q, k, v, o, lse, mask_kind, diag, scale,
+                                                  accumulate);
+    };
+    auto dims = [&](auto vec) {
+      constexpr bool kVec = decltype(vec)::value;
+      if (per == 1) args(attention_kernel<T, 1, kVec>);
+      if (per == 2) args(attention_kernel<T, 2, kVec>);
+      if (per == 4) args(attention_kernel<T, 4, kVec>);
+      if (per == 8) args(attention_kernel<T, 8, kVec>);
+    };
+    if (rows_16b(k, 2))
+      dims(std::true_type{});
+    else
+      dims(std::false_type{});
+  };
   if (t == ActType::bf16)
-    attention_kernel<__nv_bfloat16>
-        <<<grid, 32 * kWarpsPerBlock, 0, s>>>(q, k, v, o, lse, mask_kind, diag, scale, accumulate);
+    launch(__nv_bfloat16{});
   else
-    attention_kernel<__half>
-        <<<grid, 32 * kWarpsPerBlock, 0, s>>>(q, k, v, o, lse, mask_kind, diag, scale, accumulate);
+    launch(__half{});
   return static_cast<int>(cudaGetLastError());
 }
 
