@@ -8,7 +8,11 @@
 # E and the quickstart on 4x H200 (cp 1-4) and the host-overhead sweep on 2x H200 (cp 2). Last,
 # a short table: points, median and max |predicted - measured| / measured per run and profile.
 #
-# Usage: scripts/calibrate.sh [--quick] [--skip-tests]
+# Usage: scripts/calibrate.sh [--quick] [--skip-tests] [--measure-quickstart] [--skip-validation]
+# --skip-validation: stop after calibrate (sim_validate needs no GPU: run it elsewhere).
+# --measure-quickstart: first run experiments/quickstart.yaml on this machine with the same build
+# (its run folder under $OUT/quickstart/runs, traces included), and validate the sim against it
+# too (label quickstart-here): the quickstart as the current kernels run it.
 # Environment: OUT (default ./out-calibrate), BUILD_DIR (default /tmp/cpbench-calibrate),
 # CPBENCH_GIT_SHA (recorded; from git when unset), PYTHON (default python3), GPUS (ranks; default
 # every visible GPU), NAME (profile name; default from the GPUs, e.g. h200x2), CALIBRATE_TIMEOUT_S
@@ -23,10 +27,14 @@ source scripts/lib/device.sh
 export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
 quick=()
 skip_tests=0
+measure_quickstart=0
+skip_validation=0
 while (($#)); do
   case $1 in
     --quick) quick=(--quick) ;;
     --skip-tests) skip_tests=1 ;;
+    --measure-quickstart) measure_quickstart=1 ;;
+    --skip-validation) skip_validation=1 ;;
     *) echo "calibrate: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
   shift
@@ -45,6 +53,11 @@ if ((!skip_tests)); then
   stamp "calibrate GPU test rc=$? $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/gpu_tests.log" | tr '\n' ' ')"
 fi
 
+if ((measure_quickstart)); then
+  "$B/cpbench" run experiments/quickstart.yaml --out "$OUT/quickstart/runs" > "$OUT/quickstart.log" 2>&1
+  stamp "quickstart rc=$? $(tail -1 "$OUT/quickstart.log")"
+fi
+
 args=(calibrate --out "$OUT/profile.yaml" "${quick[@]}")
 [[ -n ${GPUS:-} ]] && args+=(--gpus "$GPUS")
 [[ -n ${NAME:-} ]] && args+=(--name "$NAME")
@@ -56,10 +69,18 @@ if ((rc != 0)) || [[ ! -f $OUT/profile.yaml ]]; then
   exit 1
 fi
 
+if ((skip_validation)); then
+  stamp "done (validation skipped)"
+  exit 0
+fi
+
 # label=run folder
 runs=(stepE-h200x4=results/gpu/2026-11-22-h200x4-stepE-telemetry/runs/compare-h200-20261122T070341Z
       quickstart-h200x4=results/gpu/2026-11-22-h200x4-quickstart-telemetry/runs/quickstart-20261122T071841Z
       host-h200x2=results/gpu/2026-11-22-h200x2-host-memory/eager/host-overhead-20261122T045453Z)
+if ((measure_quickstart)); then
+  for d in "$OUT"/quickstart/runs/*/; do runs+=("quickstart-here=${d%/}"); done
+fi
 profiles=("$OUT/profile.yaml" results/profiles/h200x4-calibrated.yaml)
 mkdir -p "$OUT/validation"
 for entry in "${runs[@]}"; do
@@ -82,7 +103,8 @@ import json, sys
 from pathlib import Path
 runs = {"stepE-h200x4": "Step E sweep, 4x H200 (cp 1, 2, 4)",
         "quickstart-h200x4": "quickstart, 4x H200 (cp 1-4)",
-        "host-h200x2": "host-overhead sweep, 2x H200 (cp 2)"}
+        "host-h200x2": "host-overhead sweep, 2x H200 (cp 2)",
+        "quickstart-here": "quickstart, measured here before calibrating"}
 print("| measured run | profile | points | median abs err | max abs err | bounds 5% / 15% |")
 print("|---|---|---|---|---|---|")
 for d in sorted(p for p in Path(sys.argv[1]).iterdir() if p.is_dir()):

@@ -12,8 +12,10 @@
 //     then each op's time on the GPU from trace marks (one more, traced batch; the slowest
 //     rank's): back to back, the host's issue rate, not the transfer, can set the wall time;
 //   - issue_us (cuda only; the cpu backend runs an op inside the call that issues it): per op
-//     kind, the host's seconds per issuing call over a series' timed samples (the executor's
-//     host_calls), the median over the series of that kind;
+//     kind, the host's seconds per issuing call (the executor's host_calls) over a few samples
+//     of one op each (issued alone, as a strategy issues its ops, not back to back behind a
+//     full queue), for the small ops (Grid::issue_max_flops, issue_max_bytes); the median over
+//     the series of that kind;
 //   - attention TF/s: mask-aware FLOPs (causal counts visible pairs only) over that time;
 //   - links: sendrecv (ring: send to the next rank, receive from the previous), all_to_all and
 //     all_gather against the bytes a rank sends to its peers (OpRecord::bytes_sent; p2p the
@@ -28,7 +30,10 @@
 //     at 1 and 0.75 (on 4x H200 the larger block slowed less);
 //   - full blocks of 1 to 2048 queries against 1K-64K keys (decode, and partial prefill's new
 //     tokens against the cache);
-//     small blocks (16 to 1K tokens, up to 128 heads) at head_dim 16 and 32 (the quickstart's);
+//     small blocks (16 to 1K tokens, up to 128 heads) at head_dim 16 and 32 (the quickstart's):
+//     full blocks of every Sq x Sk, causal ones of Sq <= Sk with the queries last (diag = Sk -
+//     Sq), each also `warm` (op after op on the same buffers, inputs in L2: a strategy's block
+//     reading K/V it has just received);
 //   - the squares again in the kernel's mode beside a transfer (`shared` points: an empty
 //     transfer issued first on the comm stream; the Hopper kernel then launches one block per
 //     tile, which for causal blocks of few heads measured up to twice as fast as its persistent
@@ -67,6 +72,7 @@ struct AttentionShape {
   int64_t head_dim = 0, gqa = 1, heads = 0, sq = 0, sk = 0;  // heads = B·H (B = 1)
   bool shared = false;  // issued after an (empty) transfer on the comm stream: the kernel's mode
                         // beside a transfer
+  bool warm = false;    // every op of a sample on the same buffers (inputs in L2), not rotated
 };
 
 // What is measured and how often.
@@ -91,6 +97,12 @@ struct Grid {
   // slice is the op's own time on the GPU, not the host's issue gap (issue_us covers that).
   bool head_start = false;
   int64_t head_start_bytes = 0;
+  // issue_us: issue_samples samples of one op each, for the series whose op is small (attention
+  // of at most issue_max_flops, other ops of at most issue_max_bytes touched or sent): quick
+  // to repeat, and where the host's issue time shows.
+  int issue_samples = 0;
+  double issue_max_flops = 0;
+  int64_t issue_max_bytes = 0;
   double sample_s = 0;  // a compute sample's target duration (sets its batch)
   int max_batch = 0;
   int64_t rotate_bytes = 0;  // compute ops cycle through at least this much memory per buffer

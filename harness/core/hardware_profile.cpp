@@ -200,7 +200,8 @@ Status read_attention(const YAML::Node& n, HardwareProfile& p, Where& where) {
     AttentionPoint a;
     std::set<std::string> got;
     CPB_TRY(read_map(
-        n[i], path, {"mask", "head_dim", "gqa", "heads", "sq", "sk", "tflops", "shared"}, where,
+        n[i], path, {"mask", "head_dim", "gqa", "heads", "sq", "sk", "tflops", "shared", "warm"},
+        where,
         [&](const std::string& k, const YAML::Node& v) -> Status {
           got.insert(k);
           if (k == "mask") {
@@ -219,10 +220,10 @@ Status read_attention(const YAML::Node& n, HardwareProfile& p, Where& where) {
             CPB_ASSIGN_OR_RETURN(a.sq, read_count(v, "tokens"));
           } else if (k == "sk") {
             CPB_ASSIGN_OR_RETURN(a.sk, read_count(v, "tokens"));
-          } else if (k == "shared") {
+          } else if (k == "shared" || k == "warm") {
             CPB_ASSIGN_OR_RETURN(std::string b, read_text(v));
             CPB_REQUIRE(b == "true" || b == "false", "'{}' is not true or false", shown(b));
-            a.shared = b == "true";
+            (k == "shared" ? a.shared : a.warm) = b == "true";
           } else {
             CPB_ASSIGN_OR_RETURN(a.tflops, read_positive(v, kMaxTflops, "TFLOP/s"));
           }

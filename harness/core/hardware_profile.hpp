@@ -38,7 +38,13 @@
 //                      the block (default: any), sq: Sq, sk: Sk, tflops: TF/s, shared: true|false
 //                      (default false; true: measured with a transfer issued beside it, where the
 //                      Hopper kernel gives up its persistent grid; such points price attention
-//                      issued beside a transfer, the others attention alone)}
+//                      issued beside a transfer, the others attention alone), warm: true|false
+//                      (default false; true: measured op after op on the same buffers, so with
+//                      its inputs in L2; such points price a block whose K or V an earlier op of
+//                      the iteration wrote (OpRecord::kv_fresh), the others a block read cold)}
+//                   A causal point with Sq < Sk has its queries last (diag = Sk - Sq: partial
+//                   prefill's new tokens against the cache and themselves); Sq = Sk is the
+//                   square on the diagonal.
 //                   TF/s count only visible (query, key) pairs (DESIGN.md: 4·B·H·d per pair; a
 //                   causal block counts its visible pairs). A block's rate comes from the points
 //                   of its mask and the nearest head_dim, interpolated in log space (see the
@@ -98,6 +104,7 @@ struct AttentionPoint {
   int64_t sq = 0, sk = 0;
   double tflops = 0;
   bool shared = false;  // measured in the kernel's mode beside a transfer (one block per tile)
+  bool warm = false;    // measured with its inputs in L2 (the same buffers op after op)
 };
 
 // One link class: seconds (y) against bytes sent per rank (x) for each collective.

@@ -94,6 +94,20 @@ TEST_F(Calibrate, CpuQuickWritesAProfileTheSimAccepts) {
   EXPECT_TRUE(launch->contains("seconds_per_op_from")) << launch->dump();
   EXPECT_EQ((*launch)["seconds_per_op"].size(), (*launch)["batch"].get<size_t>()) << launch->dump();
   EXPECT_GT(p->launch_us, 0);
+  // The small-block rectangle: causal blocks with their queries last beside the squares, each
+  // also measured warm; their records carry the host's issue time of isolated issues.
+  EXPECT_TRUE(std::any_of(p->attention.begin(), p->attention.end(), [](const AttentionPoint& a) {
+    return a.causal && a.sq < a.sk && !a.warm;
+  }));
+  EXPECT_TRUE(std::any_of(p->attention.begin(), p->attention.end(), [](const AttentionPoint& a) {
+    return a.causal && a.sq < a.sk && a.warm;
+  }));
+  EXPECT_TRUE(std::any_of(p->attention.begin(), p->attention.end(),
+                          [](const AttentionPoint& a) { return !a.causal && a.warm; }));
+  EXPECT_EQ(j["grid"]["issue_samples"].get<int>(), 2);
+  for (const auto& s : j["series"])
+    if (s["kind"] == "attention" && s["shape"]["warm"].get<bool>())
+      EXPECT_GT(s.value("issue_us", 0.0), 0) << s.dump();
 }
 
 TEST_F(Calibrate, OneRankSkipsTheLinksAndStaysValid) {

@@ -123,38 +123,47 @@ double family_tflops(const std::vector<const AttentionPoint*>& pts, int64_t sq, 
 
 }  // namespace
 
-double CostModel::attention_tflops(bool causal, int64_t head_dim, double gqa, int64_t heads,
-                                   int64_t sq, int64_t sk, bool shared) const {
-  auto l2 = [](double x) { return std::log2(x); };
-  // The points of this mask, then of the head_dim nearest to the block's, then of its mode: the
-  // shared ones for a block beside a transfer where that head_dim has any, else the others.
+std::vector<const AttentionPoint*> CostModel::nearest_dim_points(bool causal,
+                                                                 int64_t head_dim) const {
+  auto dist = [&](const AttentionPoint& a) {
+    return std::abs(std::log2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim)));
+  };
   double best_d = std::numeric_limits<double>::infinity();
   for (const auto& a : p_.attention)
-    if (a.causal == causal)
-      best_d = std::min(
-          best_d, std::abs(l2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim))));
-  if (!std::isfinite(best_d)) return p_.peak_tflops;
+    if (a.causal == causal) best_d = std::min(best_d, dist(a));
   std::vector<const AttentionPoint*> pts;
   for (const auto& a : p_.attention)
-    if (a.causal == causal &&
-        std::abs(l2(static_cast<double>(a.head_dim) / static_cast<double>(head_dim))) == best_d)
-      pts.push_back(&a);
-  // (Only inside the shared points' range of Sq and Sk: they are squares of the long-block
-  // grid, and a decode block's mode is its own table's.)
-  bool mode = false;
-  if (shared) {
-    int64_t q_lo = std::numeric_limits<int64_t>::max(), q_hi = 0;
-    for (const auto* a : pts)
-      if (a->shared) {
-        q_lo = std::min({q_lo, a->sq, a->sk});
-        q_hi = std::max({q_hi, a->sq, a->sk});
-      }
-    mode = q_hi > 0 && std::min(sq, sk) >= q_lo && std::max(sq, sk) <= q_hi;
-  }
-  // (A head_dim with shared points only serves every block with them.)
-  if (std::any_of(pts.begin(), pts.end(),
-                  [&](const AttentionPoint* a) { return a->shared == mode; }))
-    std::erase_if(pts, [&](const AttentionPoint* a) { return a->shared != mode; });
+    if (a.causal == causal && dist(a) == best_d) pts.push_back(&a);
+  return pts;
+}
+
+double CostModel::attention_tflops(bool causal, int64_t head_dim, double gqa, int64_t heads,
+                                   int64_t sq, int64_t sk, bool shared, bool warm) const {
+  auto l2 = [](double x) { return std::log2(x); };
+  // The points of this mask, then of the head_dim nearest to the block's, then of its modes:
+  // the shared ones for a block beside a transfer, the warm ones for a block whose K/V were
+  // just written, where that head_dim has any whose Sq and Sk span the block's (a decode
+  // block's mode is its own table's), else the others.
+  std::vector<const AttentionPoint*> pts = nearest_dim_points(causal, head_dim);
+  if (pts.empty()) return p_.peak_tflops;
+  auto keep_mode = [&](bool want, auto flag) {
+    bool mode = false;
+    if (want) {
+      int64_t q_lo = std::numeric_limits<int64_t>::max(), q_hi = 0, k_lo = q_lo, k_hi = 0;
+      for (const auto* a : pts)
+        if (flag(a)) {
+          q_lo = std::min(q_lo, a->sq), q_hi = std::max(q_hi, a->sq);
+          k_lo = std::min(k_lo, a->sk), k_hi = std::max(k_hi, a->sk);
+        }
+      mode = q_hi > 0 && sq >= q_lo && sq <= q_hi && sk >= k_lo && sk <= k_hi;
+    }
+    // (A head_dim with points of one mode only serves every block with them.)
+    if (std::any_of(pts.begin(), pts.end(),
+                    [&](const AttentionPoint* a) { return flag(a) == mode; }))
+      std::erase_if(pts, [&](const AttentionPoint* a) { return flag(a) != mode; });
+  };
+  keep_mode(shared, [](const AttentionPoint* a) { return a->shared; });
+  keep_mode(warm, [](const AttentionPoint* a) { return a->warm; });
   // Then the GQA ratio nearest to the block's (log2 distance).
   double best_g = std::numeric_limits<double>::infinity();
   for (const auto* a : pts)
@@ -240,21 +249,25 @@ Expected<double> CostModel::seconds(const OpRecord& rec, int rank, int world) co
                              : 1.0;
       const bool shared = rec.stream == Stream::compute && rec.comm_in_flight;
       const int64_t bh = rec.batch * rec.heads;
-      double rate = attention_tflops(causal, rec.head_dim, gqa, bh, rec.sq, rec.sk, shared);
-      // A causal block past its diagonal (partial prefill: queries after cached keys) is mostly
-      // visible pairs, like a full block; the table's causal points are squares on the diagonal.
-      // Between the two, the rate moves from the causal to the full one (log scale) as the
-      // visible pairs go from the diagonal block's to all of them.
+      double rate =
+          attention_tflops(causal, rec.head_dim, gqa, bh, rec.sq, rec.sk, shared, rec.kv_fresh);
+      // The table's causal points are squares on the diagonal and, where measured, blocks with
+      // their queries last (diag = Sk - Sq). A causal block with more visible pairs than that
+      // (queries after more keys) is priced between it and a full block: the rate moves from
+      // the causal to the full one (log scale) as the visible pairs go from the measured
+      // block's to all of them.
       if (causal) {
+        bool rectangles = false;
+        for (const auto* a : nearest_dim_points(true, rec.head_dim)) rectangles |= a->sq < a->sk;
+        const int64_t ref_diag = rectangles && rec.sq < rec.sk ? rec.sk - rec.sq : 0;
         const double all = static_cast<double>(rec.sq) * static_cast<double>(rec.sk);
-        const double on_diag =
-            static_cast<double>(block_pairs({BlockMask::Kind::causal, 0}, rec.sq, rec.sk));
+        const double ref =
+            static_cast<double>(block_pairs({BlockMask::Kind::causal, ref_diag}, rec.sq, rec.sk));
         const double visible = static_cast<double>(block_pairs(rec.mask, rec.sq, rec.sk));
-        const double w =
-            all > on_diag ? std::clamp((visible - on_diag) / (all - on_diag), 0.0, 1.0) : 0.0;
+        const double w = all > ref ? std::clamp((visible - ref) / (all - ref), 0.0, 1.0) : 0.0;
         if (w > 0) {
           const double full =
-              attention_tflops(false, rec.head_dim, gqa, bh, rec.sq, rec.sk, shared);
+              attention_tflops(false, rec.head_dim, gqa, bh, rec.sq, rec.sk, shared, rec.kv_fresh);
           rate = std::exp(std::log(rate) * (1 - w) + std::log(full) * w);
         }
       }

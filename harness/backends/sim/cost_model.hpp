@@ -6,9 +6,12 @@
 //     (OpRecord::comm_in_flight on the compute stream). A causal block whose every pair is
 //     visible counts as full. The rate at (Sq, Sk, gqa, heads = B·H) comes from the points of
 //     the block's mask, of the nearest head_dim (then the `shared` ones for a block beside a
-//     transfer where that head_dim has any whose sizes span the block's Sq and Sk, else the
-//     others; a causal block past its diagonal moves from the causal rate to the full one, on
-//     a log scale, as its visible pairs go from those of the block on the diagonal to all),
+//     transfer, and the `warm` ones for a block whose K or V an earlier op of the iteration
+//     wrote (OpRecord::kv_fresh), each where that head_dim has any whose Sq and Sk span the
+//     block's, else the others; a causal block with more visible pairs than the measured
+//     causal block of its shape (the square on the diagonal, or where the profile has causal
+//     points with Sq < Sk the block with its queries last) moves from the causal rate to the
+//     full one, on a log scale, as its visible pairs go from that block's to all),
 //     then of the nearest GQA ratio
 //     (log2 distances);
 //     within one head count, the block's (log2 Sq, log2 Sk) is clamped to the points' range;
@@ -65,12 +68,14 @@ class CostModel {
   // TF/s of an attention block (visible pairs only) before the share factor; `shared`: issued
   // beside a transfer (the profile's shared points where its head_dim has any).
   double attention_tflops(bool causal, int64_t head_dim, double gqa, int64_t heads, int64_t sq,
-                          int64_t sk, bool shared = false) const;
+                          int64_t sk, bool shared = false, bool warm = false) const;
   // The link class an op of `rank` with these peers uses.
   const std::string& link_class(int rank, const std::vector<int>& peers) const;
 
  private:
   Expected<double> transfer_seconds(const OpRecord& rec, int rank, int world) const;
+  // The attention points of this mask and of the head_dim nearest to `head_dim` (log2).
+  std::vector<const AttentionPoint*> nearest_dim_points(bool causal, int64_t head_dim) const;
   HardwareProfile p_;
 };
 

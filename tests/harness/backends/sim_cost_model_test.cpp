@@ -180,6 +180,78 @@ OpRecord attention_op(BlockMask::Kind kind, int64_t diag, bool in_flight) {
   return r;
 }
 
+TEST(SimCostModel, CausalBlocksWithTheirQueriesLastComeFromTheCausalRectangle) {
+  // Causal points of Sq < Sk (queries last, diag = Sk - Sq) beside the squares: such a block
+  // is read from them; one with more visible pairs moves from there to the full rate.
+  HardwareProfile p;
+  p.attention = {{true, 16, 1, 0, 32, 32, 1},   {true, 16, 1, 0, 32, 128, 3},
+                 {true, 16, 1, 0, 128, 128, 4}, {false, 16, 1, 0, 32, 128, 8},
+                 {false, 16, 1, 0, 32, 32, 2},  {false, 16, 1, 0, 128, 128, 16}};
+  const CostModel m(p);
+  OpRecord r;
+  r.kind = OpKind::attention;
+  r.batch = r.heads = r.kv_heads = 1;
+  r.head_dim = 16;
+  r.sq = 32;
+  r.sk = 128;
+  auto rate = [&](int64_t diag) {
+    r.mask = {BlockMask::Kind::causal, diag};
+    r.flops = 4.0 * 16 * static_cast<double>(block_pairs(r.mask, r.sq, r.sk));
+    auto s = m.seconds(r, 0, 1);
+    EXPECT_TRUE(s.ok());
+    return r.flops / *s / 1e12;
+  };
+  EXPECT_NEAR(rate(96), 3, 1e-9);  // the measured block
+  EXPECT_NEAR(rate(40), 3, 1e-9);  // fewer pairs visible: that block's rate
+  const double ref = static_cast<double>(block_pairs({BlockMask::Kind::causal, 96}, 32, 128));
+  const double v = static_cast<double>(block_pairs({BlockMask::Kind::causal, 110}, 32, 128));
+  const double w = (v - ref) / (32.0 * 128 - ref);
+  EXPECT_NEAR(rate(110), std::exp(std::log(3.0) * (1 - w) + std::log(8.0) * w), 1e-6);
+  // Without the rectangle (squares only), the same block is measured from the diagonal.
+  HardwareProfile squares = p;
+  std::erase_if(squares.attention, [](const AttentionPoint& a) { return a.causal && a.sq < a.sk; });
+  OpRecord q = r;
+  q.mask = {BlockMask::Kind::causal, 96};
+  q.flops = 4.0 * 16 * static_cast<double>(block_pairs(q.mask, q.sq, q.sk));
+  const double on_diag = static_cast<double>(block_pairs({BlockMask::Kind::causal, 0}, 32, 128));
+  const double w0 =
+      (static_cast<double>(block_pairs(q.mask, 32, 128)) - on_diag) / (32.0 * 128 - on_diag);
+  const double causal = CostModel(squares).attention_tflops(true, 16, 1, 1, 32, 128);
+  auto s = CostModel(squares).seconds(q, 0, 1);
+  ASSERT_TRUE(s.ok());
+  EXPECT_NEAR(q.flops / *s / 1e12, std::exp(std::log(causal) * (1 - w0) + std::log(8.0) * w0),
+              1e-6);
+}
+
+TEST(SimCostModel, BlocksReadingFreshKvUseTheWarmPoints) {
+  // Cold and warm points of one family: an op whose K/V an earlier op wrote (kv_fresh) pays the
+  // warm rate inside the warm points' sizes, the cold one outside them and when not fresh.
+  HardwareProfile p;
+  p.attention = {{false, 16, 1, 0, 16, 16, 1},
+                 {false, 16, 1, 0, 1024, 1024, 2},
+                 {false, 16, 1, 0, 16, 16, 3},
+                 {false, 16, 1, 0, 256, 256, 6}};
+  p.attention[2].warm = p.attention[3].warm = true;
+  const CostModel m(p);
+  EXPECT_DOUBLE_EQ(m.attention_tflops(false, 16, 1, 0, 16, 16, false, false), 1);
+  EXPECT_DOUBLE_EQ(m.attention_tflops(false, 16, 1, 0, 16, 16, false, true), 3);
+  EXPECT_DOUBLE_EQ(m.attention_tflops(false, 16, 1, 0, 256, 256, false, true), 6);
+  EXPECT_DOUBLE_EQ(m.attention_tflops(false, 16, 1, 0, 1024, 1024, false, true), 2);
+  OpRecord r = attention_op(BlockMask::Kind::full, 0, false);
+  r.sq = r.sk = 16;
+  r.heads = r.kv_heads = 1;
+  r.flops = 4.0 * 16 * 16 * 16;
+  auto cold = m.seconds(r, 0, 1);
+  r.kv_fresh = true;
+  auto warm = m.seconds(r, 0, 1);
+  ASSERT_TRUE(cold.ok() && warm.ok());
+  EXPECT_NEAR(*cold / *warm, 3, 1e-9);
+  // A family without warm points prices fresh blocks from its cold ones.
+  HardwareProfile cold_only;
+  cold_only.attention = {p.attention[0]};
+  EXPECT_DOUBLE_EQ(CostModel(cold_only).attention_tflops(false, 16, 1, 0, 16, 16, false, true), 1);
+}
+
 TEST(SimCostModel, EveryOpKindOnRoundNumbers) {
   const CostModel m = round_model();
   const double launch = 2e-6;

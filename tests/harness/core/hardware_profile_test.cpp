@@ -34,6 +34,7 @@ TEST(HardwareProfileTables, FullProfileParses) {
           "attention:\n"
           "  - {mask: causal, head_dim: 128, gqa: 4, heads: 32, sq: 8192, sk: 16384, tflops: 610}\n"
           "  - {mask: full, head_dim: 64, sq: 1024, sk: 1024, tflops: 300.5, shared: true}\n"
+          "  - {mask: full, head_dim: 16, sq: 16, sk: 64, tflops: 0.5, warm: true}\n"
           "links:\n  nvlink:\n    ranks: 4\n"
           "    sendrecv: {bytes: [1048576, 4194304], us: [26, 43]}\n"
           "  rdma:\n    ranks: 16\n    all_gather: {bytes: [1000], us: [40]}\n"
@@ -54,7 +55,7 @@ TEST(HardwareProfileTables, FullProfileParses) {
   EXPECT_DOUBLE_EQ(p->sustained[1].duty, 1);
   EXPECT_EQ(p->sustained[1].slowdown.x, (std::vector<double>{0, 0.5}));
   EXPECT_EQ(p->sustained[1].slowdown.y, (std::vector<double>{1, 1.2}));
-  ASSERT_EQ(p->attention.size(), 2u);
+  ASSERT_EQ(p->attention.size(), 3u);
   EXPECT_TRUE(p->attention[0].causal);
   EXPECT_EQ(p->attention[0].head_dim, 128);
   EXPECT_DOUBLE_EQ(p->attention[0].gqa, 4);
@@ -65,6 +66,9 @@ TEST(HardwareProfileTables, FullProfileParses) {
   EXPECT_FALSE(p->attention[1].causal);
   EXPECT_FALSE(p->attention[0].shared);
   EXPECT_TRUE(p->attention[1].shared);
+  EXPECT_FALSE(p->attention[1].warm);
+  EXPECT_TRUE(p->attention[2].warm);
+  EXPECT_FALSE(p->attention[2].shared);
   EXPECT_DOUBLE_EQ(p->attention[1].gqa, 1);  // default
   EXPECT_EQ(p->attention[1].heads, 0);       // not given
   ASSERT_EQ(p->links.size(), 2u);
@@ -143,6 +147,8 @@ TEST(HardwareProfileTables, BadTablesNameFileLineAndInnerKey) {
   EXPECT_TRUE(has(e, "copy.gbps:") && has(e, "positive")) << e;
   e = err("attention:\n  - {mask: full, head_dim: 8, sq: 8, sk: 8, tflops: 1, shared: yes}\n");
   EXPECT_TRUE(has(e, "attention[0].shared:") && has(e, "true or false")) << e;
+  e = err("attention:\n  - {mask: full, head_dim: 8, sq: 8, sk: 8, tflops: 1, warm: yes}\n");
+  EXPECT_TRUE(has(e, "attention[0].warm:") && has(e, "true or false")) << e;
   e =
       err("sustained:\n  - {duty: 1, seconds: [0], slowdown: [1]}\n"
           "  - {duty: 1, tokens: 64, seconds: [0], slowdown: [1]}\n");
