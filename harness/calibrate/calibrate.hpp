@@ -15,7 +15,10 @@
 //     kind, the host's seconds per issuing call (the executor's host_calls) over a few samples
 //     of one op each (issued alone, as a strategy issues its ops, not back to back behind a
 //     full queue), for the small ops (Grid::issue_max_flops, issue_max_bytes); the median over
-//     the series of that kind;
+//     the series of that kind (each series' value the median over ranks);
+//   - issue_lead_us (cuda only): the work timer_start queues ahead of its start mark (the L2
+//     flush; Executor::timer_lead_seconds), timed alone: the host issues an iteration's first
+//     ops while it runs;
 //   - attention TF/s: mask-aware FLOPs (causal counts visible pairs only) over that time;
 //   - links: sendrecv (ring: send to the next rank, receive from the previous), all_to_all and
 //     all_gather against the bytes a rank sends to its peers (OpRecord::bytes_sent; p2p the

@@ -272,6 +272,10 @@ class Executor {
   // clock; cuda: events on the compute stream after joining the comm stream).
   virtual Status timer_start() = 0;
   virtual Expected<double> timer_stop() = 0;
+  // The GPU time of the work timer_start queues ahead of its start mark (the cuda backend's L2
+  // flush), timed once: the head start the host has on a timed iteration, issuing its first ops
+  // while that work runs. 0 where timer_start queues none (cpu).
+  virtual Expected<double> timer_lead_seconds() { return 0.0; }
   virtual std::string_view clock() const = 0;
   // CUDA graphs: between begin_capture and end_capture the ops are recorded into a graph, not
   // run; replay runs the captured iteration again, issued by one host call (what removes the

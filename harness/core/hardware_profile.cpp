@@ -406,6 +406,14 @@ const std::vector<Field>& fields() {
                      shown(n.Scalar()), kMaxLaunchUs);
          return {};
        }},
+      {"issue_lead_us", false, "",
+       [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
+         CPB_ASSIGN_OR_RETURN(p.issue_lead_us, read_number(n, "us"));
+         CPB_REQUIRE(p.issue_lead_us >= 0 && p.issue_lead_us <= kMaxLaunchUs,
+                     "{} is outside 0..{:g} us: give the host's head start in microseconds",
+                     shown(n.Scalar()), kMaxLaunchUs);
+         return {};
+       }},
       {"issue_us", false, "",
        [](const YAML::Node& n, HardwareProfile& p, Where& w) -> Status {
          std::vector<std::string> kinds;

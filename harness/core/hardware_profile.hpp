@@ -20,6 +20,10 @@
 //                   ops one after the other on a host clock, and an op starts no earlier than
 //                   its issue has ended (a host that cannot keep up leaves the GPU idle). A kind
 //                   left out costs nothing; without the map the host is never the bottleneck.
+//   issue_lead_us:  optional number >= 0: how long before the timer's start the host begins to
+//                   issue an iteration's ops (the cuda backend queues its L2 flush ahead of the
+//                   start event, and the host issues on while the GPU flushes): the sim's host
+//                   clock starts this much before the GPU's (with issue_us only; default 0)
 //   share_factor:   optional number >= 1: an attention op issued while a transfer may run beside
 //                   it (OpRecord::comm_in_flight, the cuda backend's share_sms rule) takes this
 //                   many times its table time
@@ -125,7 +129,8 @@ struct HardwareProfile {
   // The cost model's tables (all optional; see the schema above).
   double launch_us = 0;
   std::map<std::string, double, std::less<>>
-      issue_us;  // by op kind name or "event"; empty: no host clock
+      issue_us;              // by op kind name or "event"; empty: no host clock
+  double issue_lead_us = 0;  // the host's head start on the GPU's timer
   double share_factor = 1;
   double comm_share_factor = 1;
   std::vector<SustainedCurve> sustained;  // by increasing tokens, then duty

@@ -153,6 +153,17 @@ class CudaExecutor final : public Executor {
     CPB_CUDA(cudaStreamWaitEvent(stream(Stream::comm), t0_, 0));
     return {};
   }
+  Expected<double> timer_lead_seconds() override {
+    CPB_TRY(synchronize());
+    auto s = stream(Stream::compute);
+    CPB_CUDA(cudaEventRecord(t0_, s));
+    CPB_CUDA(cudaMemsetAsync(flush_, ++flush_value_ & 0xff, flush_bytes_, s));
+    CPB_CUDA(cudaEventRecord(t1_, s));
+    CPB_TRY(wait_done(t1_));
+    float ms = 0;
+    CPB_CUDA(cudaEventElapsedTime(&ms, t0_, t1_));
+    return static_cast<double>(ms) * 1e-3;
+  }
   Expected<double> timer_stop() override {
     if (!sticky_.empty()) return CPB_ERROR("CUDA ordering error: {}", sticky_);
     CPB_CUDA(cudaEventRecord(join_, stream(Stream::comm)));

@@ -100,7 +100,7 @@ Expected<Timeline> simulate(const std::vector<RankProgram>& ranks) {
   for (int r = 0; r < n; ++r) {
     const RankProgram& p = ranks[static_cast<size_t>(r)];
     const size_t m = p.ops.size();
-    double host = 0;
+    double host = -p.host_lead_s;
     for (const SimOp& o : p.ops) issued[static_cast<size_t>(r)].push_back(host += o.issue_s);
     st.partners[static_cast<size_t>(r)].resize(m);
     st.ready_known[static_cast<size_t>(r)].assign(m, 0);

@@ -12,7 +12,8 @@
 //     duration;
 //   - an op starts no earlier than its rank's host has issued it: the host issues the ops in
 //     order, one after the other, each taking its issue_s from the iteration's start (all 0: a
-//     host that is never the bottleneck).
+//     host that is never the bottleneck), which is host_lead_s before the GPU's time 0 (the GPU
+//     busy with the timer's own work ahead of its start mark).
 // Pure: the same programs give the same timeline. A program that can never finish (a send with
 // no matching receive, a wait on an event that is never recorded, a cycle) is an error that
 // names the first op that could not start.
@@ -57,6 +58,7 @@ struct EventMark {
 
 struct RankProgram {
   std::vector<SimOp> ops;         // in issue order (both streams interleaved)
+  double host_lead_s = 0;         // the host begins issuing this long before the GPU's time 0
   std::vector<EventMark> events;  // by event id
 };
 

@@ -74,6 +74,21 @@ TEST(SimEngine, AnOpStartsNoEarlierThanItsIssue) {
   EXPECT_FALSE(simulate({p}).ok());
 }
 
+// A host head start (the GPU busy with the timer's L2 flush while the host issues): the issue
+// of the first ops is hidden up to the lead; the time still counts from the GPU's time 0.
+TEST(SimEngine, AHostLeadHidesTheFirstIssues) {
+  RankProgram p;
+  p.ops = {compute(1), compute(1), compute(1)};
+  for (auto& o : p.ops) o.issue_s = 5;
+  p.host_lead_s = 12;  // issues end at -7, -2, 3
+  auto tl = simulate({p});
+  ASSERT_TRUE(tl.ok()) << tl.error().str();
+  EXPECT_DOUBLE_EQ(tl->ops[0][0].begin_s, 0);
+  EXPECT_DOUBLE_EQ(tl->ops[0][1].begin_s, 1);
+  EXPECT_DOUBLE_EQ(tl->ops[0][2].begin_s, 3);
+  EXPECT_DOUBLE_EQ(tl->end_s, 4);
+}
+
 TEST(SimEngine, EventsOrderStreams) {
   // comm op 0 (4 s), event 0 after it; compute waits on it: starts at 4. Event 1 is recorded on
   // the idle compute stream before any op: a wait on it costs nothing.
