@@ -76,7 +76,7 @@ fi
 
 # label=run folder
 runs=(stepE-h200x4=results/gpu/2026-11-22-h200x4-stepE-telemetry/runs/compare-h200-20261122T070341Z
-      quickstart-h200x4=results/gpu/2026-11-22-h200x4-quickstart-telemetry/runs/quickstart-20261122T071841Z
+      quickstart-h200x4=results/gpu/2026-11-22-h200x4-quickstart-portable-kernel/runs/quickstart-20261122T122735Z
       host-h200x2=results/gpu/2026-11-22-h200x2-host-memory/eager/host-overhead-20261122T045453Z)
 if ((measure_quickstart)); then
   for d in "$OUT"/quickstart/runs/*/; do runs+=("quickstart-here=${d%/}"); done
