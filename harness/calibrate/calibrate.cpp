@@ -342,10 +342,11 @@ class RankRun {
       s.samples[0].push_back(t / s.batch);
     }
     // The host's issue time: ops issued one at a time, as a strategy issues them, not back to
-    // back (behind a queue the GPU has not drained, each issue measured 1.4-1.8x longer than
-    // the strategies' own: results/sim/validation-h200x4-calibrated-17d1d10). Every rank runs
-    // the same samples (the op's record decides, the same on every rank: each sample begins
-    // with a barrier).
+    // back (back to back, each issue measured 1.4-1.8x the strategies' own:
+    // results/sim/validation-h200x4-calibrated-17d1d10; issued alone they still measure
+    // 1.2-1.7x, cause not found: results/sim/validation-h200x4-calibrated-4b55a67). Every rank
+    // runs the same samples (the op's record decides, the same on every rank: each sample
+    // begins with a barrier).
     const bool small =
         s.rec.kind == OpKind::attention
             ? s.rec.flops <= g_.issue_max_flops
