@@ -18,7 +18,7 @@
 # every visible GPU), NAME (profile name; default from the GPUs, e.g. h200x2), CALIBRATE_TIMEOUT_S
 # (default 420: calibrate is cut off there).
 # Files under $OUT: calibrate.log (this console), build.log, gpu_tests.log, profile.yaml,
-# profile.json, validation/<run>-<profile>/{summary.json,table.md,validation.csv}.
+# profile.json, profile.series.jsonl, validation/<run>-<profile>/{summary.json,table.md,validation.csv}.
 # Exit status: nonzero when the build or calibrate failed; validation bounds missed are reported
 # in the table, not fatal.
 set -uo pipefail

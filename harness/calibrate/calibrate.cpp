@@ -908,7 +908,9 @@ Expected<Plan> check(const Options& o) {
   const fs::path out(o.out);
   const std::string ext = out.extension().string();
   CPB_REQUIRE(ext == ".yaml" || ext == ".yml",
-              "--out {}: a profile is a .yaml file (its raw samples go beside it as .json)", o.out);
+              "--out {}: a profile is a .yaml file (its raw samples go beside it as .json and "
+              ".series.jsonl)",
+              o.out);
   std::error_code ec;
   CPB_REQUIRE(!fs::is_directory(out, ec), "--out {}: is a folder: give a .yaml file path", o.out);
   const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
@@ -922,12 +924,14 @@ Expected<Plan> check(const Options& o) {
               std::strerror(errno));
   ::close(fd);
   ::unlink(probe.c_str());
-  for (const fs::path& f : {out, fs::path(out).replace_extension(".json")})
+  for (const fs::path& f : {out, fs::path(out).replace_extension(".json"),
+                            fs::path(out).replace_extension(".series.jsonl")})
     if (fs::exists(f, ec))
       CPB_REQUIRE(::access(f.c_str(), W_OK) == 0, "--out: {} exists and cannot be replaced: {}",
                   f.string(), std::strerror(errno));
   p.yaml_path = out.string();
   p.json_path = fs::path(out).replace_extension(".json").string();
+  p.series_path = fs::path(out).replace_extension(".series.jsonl").string();
   const nlohmann::json prov = collect_provenance(0, nullptr);
   auto [machine, name] = describe_machine(p.backend, p.world, prov);
   p.machine = o.machine.empty() ? machine : o.machine;
@@ -1216,7 +1220,8 @@ Expected<Summary> run(const Options& o) {
   const std::string sha = prov["git"].value("sha", std::string("unknown"));
   const auto dirty = prov["git"]["dirty"];
   const std::string when = utc_iso8601();
-  const std::string json_name = fs::path(plan.json_path).filename().string();
+  const std::string json_name = fs::path(plan.json_path).filename().string() + " and " +
+                                fs::path(plan.series_path).filename().string();
   const std::string source =
       fmt::format("measured by `cpbench calibrate{}` on {} on {}, git {}{}; raw samples: {}",
                   o.quick ? " --quick" : "", when, plan.machine, sha,
@@ -1295,7 +1300,7 @@ Expected<Summary> run(const Options& o) {
 
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   nlohmann::json doc = {
-      {"schema", "cpbench.calibration/1"},
+      {"schema", "cpbench.calibration/2"},
       {"profile", plan.yaml_path},
       {"name", plan.name},
       {"machine", plan.machine},
@@ -1327,14 +1332,21 @@ Expected<Summary> run(const Options& o) {
         {"sendrecv_beside_attention_s", transfer_beside},
         {"attention_points", points.size()}}},
       {"notes", notes},
-      {"series", raw}};
+      {"series_file", fs::path(plan.series_path).filename().string()},
+      {"series_count", raw.size()}};
   const std::string json_text =
       doc.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  // The samples (most of the bytes), one compact line a series.
+  std::string series_text;
+  for (const auto& s : raw)
+    series_text += s.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  CPB_TRY(write_file_atomic(plan.series_path, series_text));
   CPB_TRY(write_file_atomic(plan.json_path, json_text));
   CPB_TRY(write_file_atomic(plan.yaml_path, text));
   Summary sum;
   sum.yaml_path = plan.yaml_path;
   sum.json_path = plan.json_path;
+  sum.series_path = plan.series_path;
   sum.peak_tflops = peak;
   sum.bandwidth_gbps = bw;
   sum.launch_us = launch_s * 1e6;

@@ -1,8 +1,9 @@
 // `cpbench calibrate`: measures a machine through the Executor interface and writes the hardware
-// profile the sim backend's cost model reads (harness/core/hardware_profile.hpp), plus a JSON file
-// beside it with every raw sample, the grid and the provenance. Everything is measured the way
-// the cost model (harness/backends/sim/cost_model.hpp) consumes it, on the op records the
-// executor base makes (so bytes and FLOPs have the same definitions):
+// profile the sim backend's cost model reads (harness/core/hardware_profile.hpp), plus beside it
+// FILE.json (the grid, the provenance, the summary) and FILE.series.jsonl (every measured series
+// with its raw samples, one compact JSON object a line, in measurement order). Everything is
+// measured the way the cost model (harness/backends/sim/cost_model.hpp) consumes it, on the op
+// records the executor base makes (so bytes and FLOPs have the same definitions):
 //   - launch_us: the time per op of many tiny copies issued back to back;
 //   - every other op's table value is its measured time per op less launch_us (the model adds
 //     launch_us back, so launch_us + table = what one op took here); compute ops (attention,
@@ -135,7 +136,7 @@ nlohmann::json to_json(const Grid& g);
 struct Plan {
   std::string backend;
   int world = 0;
-  std::string yaml_path, json_path;
+  std::string yaml_path, json_path, series_path;
   std::string name, machine;
 };
 
@@ -145,7 +146,7 @@ struct Plan {
 Expected<Plan> check(const Options& o);
 
 struct Summary {
-  std::string yaml_path, json_path;
+  std::string yaml_path, json_path, series_path;
   double peak_tflops = 0, bandwidth_gbps = 0, launch_us = 0, share_factor = 1;
   size_t attention_points = 0;
   double seconds = 0;

@@ -271,9 +271,10 @@ int cmd_calibrate(const calibrate::Options& o) {
     std::fprintf(stderr, "error: %s\n", res.error().str().c_str());
     return 1;
   }
-  std::printf("wrote %s and %s in %.0f s: peak_tflops %.1f, bandwidth_gbps %.1f, launch_us %.2f, "
-              "share_factor %.3f, %zu attention points\n",
-              res->yaml_path.c_str(), res->json_path.c_str(), res->seconds, res->peak_tflops,
+  std::printf("wrote %s, %s and %s in %.0f s: peak_tflops %.1f, bandwidth_gbps %.1f, "
+              "launch_us %.2f, share_factor %.3f, %zu attention points\n",
+              res->yaml_path.c_str(), res->json_path.c_str(), res->series_path.c_str(),
+              res->seconds, res->peak_tflops,
               res->bandwidth_gbps, res->launch_us, res->share_factor, res->attention_points);
   return 0;
 }

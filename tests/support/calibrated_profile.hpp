@@ -11,8 +11,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "harness/core/hardware_profile.hpp"
+#include "harness/io/results.hpp"
 
 namespace cpb::testing_support {
 
@@ -23,6 +25,13 @@ inline void expect_increasing_positive(const ProfileCurve& c, const std::string&
     EXPECT_GT(c.y[i], 0) << what << " item " << i;
     if (i > 0) EXPECT_GT(c.x[i], c.x[i - 1]) << what << " item " << i;
   }
+}
+
+// The measured series beside a profile (FILE.series.jsonl), one JSON object each.
+inline std::vector<nlohmann::json> calibration_series(const std::string& yaml_path) {
+  auto s = read_jsonl(std::filesystem::path(yaml_path).replace_extension(".series.jsonl").string());
+  EXPECT_TRUE(s.ok()) << s.error().str();
+  return s.ok() ? *s : std::vector<nlohmann::json>{};
 }
 
 // `ranks`: the ranks it was measured on (1: no links).
@@ -81,14 +90,17 @@ inline void expect_calibrated_profile(const std::string& yaml_path, int ranks) {
   std::ifstream jf(json_path);
   ASSERT_TRUE(jf.good()) << json_path;
   const auto j = nlohmann::json::parse(jf);
-  EXPECT_EQ(j["schema"], "cpbench.calibration/1");
+  EXPECT_EQ(j["schema"], "cpbench.calibration/2");
   EXPECT_EQ(j["ranks"], ranks);
   EXPECT_TRUE(j["provenance"]["git"].contains("sha"));
   EXPECT_FALSE(j["provenance"]["argv"].empty());
   EXPECT_FALSE(j["grid"]["attention"].empty());
-  ASSERT_FALSE(j["series"].empty());
+  const auto series = calibration_series(yaml_path);
+  ASSERT_FALSE(series.empty());
+  EXPECT_EQ(j["series_file"], std::filesystem::path(yaml_path).stem().string() + ".series.jsonl");
+  EXPECT_EQ(j["series_count"].get<size_t>(), series.size());
   size_t attention = 0;
-  for (const auto& s : j["series"]) {
+  for (const auto& s : series) {
     if (s["kind"] == "share") continue;
     EXPECT_EQ(s["per_rank"].size(), static_cast<size_t>(ranks)) << s.dump();
     EXPECT_GT(s["stats"]["median"].get<double>(), 0) << s.dump();

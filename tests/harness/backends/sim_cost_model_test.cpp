@@ -132,6 +132,21 @@ TEST(SimAttentionTable, InterpolatesBetweenTheMeasuredPointsAroundTheBlock) {
               std::exp2(1 + 4 * (std::log2(45.0) - 5) / 2), 1e-9);
 }
 
+// The TF/s `m` gives a causal block of one head of `head_dim` at (sq, sk) with offset `diag`.
+double causal_rate(const CostModel& m, int64_t head_dim, int64_t sq, int64_t sk, int64_t diag) {
+  OpRecord r;
+  r.kind = OpKind::attention;
+  r.batch = r.heads = r.kv_heads = 1;
+  r.head_dim = head_dim;
+  r.sq = sq;
+  r.sk = sk;
+  r.mask = {BlockMask::Kind::causal, diag};
+  r.flops = 4.0 * static_cast<double>(head_dim * block_pairs(r.mask, sq, sk));
+  auto s = m.seconds(r, 0, 1);
+  EXPECT_TRUE(s.ok());
+  return s.ok() ? r.flops / *s / 1e12 : 0;
+}
+
 TEST(SimCostModel, CausalBlocksPastTheDiagonalMoveToTheFullRate) {
   // Causal squares at 100 TF/s, full blocks at 400: a causal block on the diagonal pays the
   // causal rate, one whose every pair is visible the full rate, one halfway (in visible pairs
@@ -139,21 +154,7 @@ TEST(SimCostModel, CausalBlocksPastTheDiagonalMoveToTheFullRate) {
   HardwareProfile p;
   p.attention = {{true, 64, 1, 0, 64, 64, 100}, {false, 64, 1, 0, 64, 64, 400}};
   const CostModel m(p);
-  OpRecord r;
-  r.kind = OpKind::attention;
-  r.batch = 1;
-  r.heads = 1;
-  r.kv_heads = 1;
-  r.head_dim = 64;
-  r.sq = 64;
-  r.sk = 64;
-  auto rate = [&](int64_t diag) {
-    r.mask = {BlockMask::Kind::causal, diag};
-    r.flops = 4.0 * 64 * static_cast<double>(block_pairs(r.mask, r.sq, r.sk));
-    auto s = m.seconds(r, 0, 1);
-    EXPECT_TRUE(s.ok());
-    return r.flops / *s / 1e12;
-  };
+  auto rate = [&](int64_t diag) { return causal_rate(m, 64, 64, 64, diag); };
   EXPECT_NEAR(rate(0), 100, 1e-9);
   EXPECT_NEAR(rate(63), 400, 1e-9);  // every pair visible: counted as full
   // In between: the weight is the share of the pairs beyond the diagonal block's that are visible.
@@ -188,19 +189,7 @@ TEST(SimCostModel, CausalBlocksWithTheirQueriesLastComeFromTheCausalRectangle) {
                  {true, 16, 1, 0, 128, 128, 4}, {false, 16, 1, 0, 32, 128, 8},
                  {false, 16, 1, 0, 32, 32, 2},  {false, 16, 1, 0, 128, 128, 16}};
   const CostModel m(p);
-  OpRecord r;
-  r.kind = OpKind::attention;
-  r.batch = r.heads = r.kv_heads = 1;
-  r.head_dim = 16;
-  r.sq = 32;
-  r.sk = 128;
-  auto rate = [&](int64_t diag) {
-    r.mask = {BlockMask::Kind::causal, diag};
-    r.flops = 4.0 * 16 * static_cast<double>(block_pairs(r.mask, r.sq, r.sk));
-    auto s = m.seconds(r, 0, 1);
-    EXPECT_TRUE(s.ok());
-    return r.flops / *s / 1e12;
-  };
+  auto rate = [&](int64_t diag) { return causal_rate(m, 16, 32, 128, diag); };
   EXPECT_NEAR(rate(96), 3, 1e-9);  // the measured block
   EXPECT_NEAR(rate(40), 3, 1e-9);  // fewer pairs visible: that block's rate
   const double ref = static_cast<double>(block_pairs({BlockMask::Kind::causal, 96}, 32, 128));
@@ -210,17 +199,11 @@ TEST(SimCostModel, CausalBlocksWithTheirQueriesLastComeFromTheCausalRectangle) {
   // Without the rectangle (squares only), the same block is measured from the diagonal.
   HardwareProfile squares = p;
   std::erase_if(squares.attention, [](const AttentionPoint& a) { return a.causal && a.sq < a.sk; });
-  OpRecord q = r;
-  q.mask = {BlockMask::Kind::causal, 96};
-  q.flops = 4.0 * 16 * static_cast<double>(block_pairs(q.mask, q.sq, q.sk));
   const double on_diag = static_cast<double>(block_pairs({BlockMask::Kind::causal, 0}, 32, 128));
-  const double w0 =
-      (static_cast<double>(block_pairs(q.mask, 32, 128)) - on_diag) / (32.0 * 128 - on_diag);
+  const double w0 = (ref - on_diag) / (32.0 * 128 - on_diag);
   const double causal = CostModel(squares).attention_tflops(true, 16, 1, 1, 32, 128);
-  auto s = CostModel(squares).seconds(q, 0, 1);
-  ASSERT_TRUE(s.ok());
-  EXPECT_NEAR(q.flops / *s / 1e12, std::exp(std::log(causal) * (1 - w0) + std::log(8.0) * w0),
-              1e-6);
+  EXPECT_NEAR(causal_rate(CostModel(squares), 16, 32, 128, 96),
+              std::exp(std::log(causal) * (1 - w0) + std::log(8.0) * w0), 1e-6);
 }
 
 TEST(SimCostModel, BlocksReadingFreshKvUseTheWarmPoints) {
