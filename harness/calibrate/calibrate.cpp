@@ -146,6 +146,7 @@ std::string tokens_text(int64_t t) {
 
 enum class Kind {
   launch,
+  wait,
   copy,
   merge,
   attention,
@@ -161,6 +162,8 @@ const char* kind_name(Kind k) {
   switch (k) {
     case Kind::launch:
       return "launch";
+    case Kind::wait:
+      return "wait";
     case Kind::copy:
       return "copy";
     case Kind::merge:
@@ -193,11 +196,16 @@ struct Series {
   // sustained-load series two: each op's time and when it began (seconds since the load began).
   std::vector<std::vector<double>> samples;
   // The host's seconds per issuing call of the op's kind over the timed samples (the executor's
-  // host_calls; 0: not measured), and the per-op time on the GPU from trace marks (the launch
-  // copies, small copies and merges, batched link sizes: their samples[0] is the wall time of
-  // back-to-back ops, which the host's issue rate can set instead of the op).
+  // host_calls; 0: not measured), and the per-op time on the GPU with the queue full, behind a
+  // head start (headed_op_times; the launch copies, small copies and merges, batched link sizes:
+  // their samples[0] is the wall time of back-to-back ops, which the host's issue rate can set
+  // instead of the op; empty where the head's noise exceeded the batch).
   double issue_s = 0;
+  double event_issue_s = 0;  // the same for the event calls (record, wait) of its samples
+  // The same issued one op a sample (issue_s and event_issue_s are these without a head start).
+  double issue_isolated_s = 0, event_issue_isolated_s = 0;
   std::vector<double> gpu_s;
+  bool head_noisy = false;  // timed behind a head start, but the head's noise exceeded the batch
 };
 
 // The buffers of one rank, sized for the largest op of the grid (executors cannot free, so every
@@ -224,6 +232,7 @@ class RankRun {
   Status run(std::vector<Series>& out) {
     CPB_TRY(allocate());
     CPB_TRY(measure_launch(out));
+    CPB_TRY(measure_wait(out));
     CPB_TRY(measure_lead(out));
     CPB_TRY(measure_memory(out, Kind::copy));
     CPB_TRY(measure_memory(out, Kind::merge));
@@ -258,6 +267,7 @@ class RankRun {
     const int64_t act_rot = g_.rotate_bytes / 2, f32_rot = g_.rotate_bytes / 4;
     std::vector<AttentionShape> shapes = g_.attention;
     shapes.push_back(g_.share);
+    shapes.push_back(g_.head_start_block);
     for (const auto& s : shapes) {
       b_.q_cap = std::max(b_.q_cap, s.sq * s.heads * s.head_dim);
       b_.kv_cap = std::max(b_.kv_cap, s.sk * (s.heads / s.gqa) * s.head_dim);
@@ -318,7 +328,8 @@ class RankRun {
   // then batches of `batch` ops, or with batch 0 as many as last about g_.sample_s (compute
   // ops; collectives take a batch fixed by the grid: every rank must issue the same ops).
   Expected<Series> time_op(Kind kind, int index, int batch, int repeats,
-                           const std::function<Status(int)>& op) {
+                           const std::function<Status(int)>& op,
+                           const std::function<Status()>& head = {}) {
     Series s;
     s.kind = kind;
     s.index = index;
@@ -341,54 +352,87 @@ class RankRun {
       CPB_ASSIGN_OR_RETURN(double t, sample(s.batch, op));
       s.samples[0].push_back(t / s.batch);
     }
-    // The host's issue time: ops issued one at a time, as a strategy issues them, not back to
-    // back (back to back, each issue measured 1.4-1.8x the strategies' own:
-    // results/sim/validation-h200x4-calibrated-17d1d10; issued alone they still measure
-    // 1.2-1.7x, cause not found: results/sim/validation-h200x4-calibrated-4b55a67). Every rank
-    // runs the same samples (the op's record decides, the same on every rank: each sample
-    // begins with a barrier).
+    // The host's issue time, two ways: ops issued one at a time (one a sample; kept as
+    // issue_isolated_s) and, where the caller gives a head start, issue_burst ops in a row
+    // while the GPU runs the head, as a strategy issues its ops once the host is ahead (not a
+    // long batch behind a full queue: back to back, each issue measured 1.4-1.8x the
+    // strategies' own, results/sim/validation-h200x4-calibrated-17d1d10; issued alone,
+    // 1.2-1.7x, results/sim/validation-h200x4-calibrated-4b55a67). The profile takes the burst
+    // where there is one. Every rank runs the same samples (the op's record decides, the same
+    // on every rank: each sample begins with a barrier).
     const bool small =
         s.rec.kind == OpKind::attention
             ? s.rec.flops <= g_.issue_max_flops
             : std::max({s.rec.mem_bytes, s.rec.bytes_sent, s.rec.bytes_recv}) <= g_.issue_max_bytes;
     if (g_.issue_samples > 0 && small) {
+      const std::string kind_key(to_string(s.rec.kind));
+      std::map<std::string, HostCalls> sum;
+      auto add_calls = [&] {
+        for (const auto& [k, c] : ex_.host_calls()) {
+          sum[k].seconds += c.seconds;
+          sum[k].calls += c.calls;
+        }
+      };
+      auto per_call = [&](const std::string& k) {
+        const auto it = sum.find(k);
+        return it == sum.end() || it->second.calls == 0
+                   ? 0.0
+                   : it->second.seconds / static_cast<double>(it->second.calls);
+      };
       ex_.reset_host_calls();
       for (int r = 0; r < g_.issue_samples; ++r) CPB_TRY(sample(1, op, false));
-      const auto calls = ex_.host_calls();
-      if (const auto it = calls.find(std::string(to_string(s.rec.kind)));
-          it != calls.end() && it->second.calls > 0)
-        s.issue_s = it->second.seconds / static_cast<double>(it->second.calls);
+      add_calls();
+      s.issue_isolated_s = s.issue_s = per_call(kind_key);
+      s.event_issue_isolated_s = s.event_issue_s = per_call("event");
+      if (head && g_.issue_burst > 0) {
+        sum.clear();
+        for (int r = 0; r < g_.issue_samples; ++r) {
+          CPB_TRY(sample(
+              1 + g_.issue_burst,
+              [&](int i) -> Status {
+                if (i > 0) return op(i - 1);
+                CPB_TRY(head());
+                ex_.reset_host_calls();  // the head's own call is not the op's
+                return {};
+              },
+              false));
+          add_calls();
+        }
+        s.issue_s = per_call(kind_key);
+        s.event_issue_s = per_call("event");
+      }
     }
     return s;
   }
 
-  // One more sample of `batch` ops with trace marks: each op's time on its stream, in issue order
-  // (what the back-to-back wall time hides when the host issues slower than the GPU runs). With
-  // `head`, that long op goes first on the same stream (its slice dropped), so that the GPU
-  // reaches the batch only after the host has issued it.
-  Expected<std::vector<double>> traced_op_times(int batch, const std::function<Status(int)>& op,
-                                                const std::function<Status()>& head = {}) {
-    ex_.set_tracing(true);
-    auto t = sample(batch + (head ? 1 : 0),
-                    [&](int i) { return head ? (i == 0 ? head() : op(i - 1)) : op(i); });
-    Status resolved = t.ok() ? ex_.resolve_trace() : Status{};
-    ex_.set_tracing(false);
-    if (!t.ok()) return std::move(t).error();
-    CPB_TRY(resolved);
-    std::vector<double> out;
-    for (const auto& slice : ex_.trace()) out.push_back(slice.end_s - slice.begin_s);
-    CPB_REQUIRE(out.size() == static_cast<size_t>(batch + (head ? 1 : 0)),
-                "internal: calibrate traced {} ops, expected {}", out.size(),
-                batch + (head ? 1 : 0));
-    if (head) out.erase(out.begin());
+  // Each op's time on the GPU with the queue kept full, by the wall clock: `head` (one long op on
+  // the op's stream) then `batch` ops, less `head` alone, over `batch`, one value per pair of
+  // samples (`pairs` of them, alternated). The host issues the batch while the GPU runs the head,
+  // so the GPU runs the ops back to back, as it does a strategy's once the host is ahead; the
+  // host's issue gaps are issue_us's. Not by trace marks: on 4x H200 the marks cost the GPU 1-3
+  // us an op (results/sim/validation-h200x4-calibrated-4b55a67). Empty where the head's noise
+  // exceeds the batch (the median difference is not positive: the cpu backend, which runs each op
+  // inside its call; the caller keeps the wall time per op of the batch alone).
+  Expected<std::vector<double>> headed_op_times(int batch, int pairs,
+                                                const std::function<Status(int)>& op,
+                                                const std::function<Status()>& head) {
+    std::vector<double> out, with, alone;
+    for (int p = 0; p < pairs; ++p) {
+      CPB_ASSIGN_OR_RETURN(double t0, sample(1, [&](int) { return head(); }));
+      CPB_ASSIGN_OR_RETURN(double tn,
+                           sample(batch + 1, [&](int i) { return i == 0 ? head() : op(i - 1); }));
+      out.push_back((tn - t0) / batch);
+    }
+    if (summarize(out).median <= 0) return std::vector<double>{};
+    for (double& x : out) x = std::max(x, 0.0);
     return out;
   }
 
-  // The head starts of traced_op_times (empty without g_.head_start).
+  // The head starts of headed_op_times (empty without g_.head_start).
   std::function<Status()> compute_head_start() {
     if (!g_.head_start) return {};
     return [this] {
-      return ex_.attention(Stream::compute, attention_args(g_.share, 0), "head_start");
+      return ex_.attention(Stream::compute, attention_args(g_.head_start_block, 0), "head_start");
     };
   }
   std::function<Status()> comm_head_start() {
@@ -409,15 +453,44 @@ class RankRun {
       const int64_t at = (i % slots) * n;
       return ex_.copy(Stream::compute, {b_.b, at, n}, {b_.a, at, n}, "launch");
     };
-    CPB_ASSIGN_OR_RETURN(Series s, time_op(Kind::launch, 0, g_.launch_ops, g_.repeats, op));
+    CPB_ASSIGN_OR_RETURN(
+        Series s, time_op(Kind::launch, 0, g_.launch_ops, g_.repeats, op, compute_head_start()));
     std::string on_gpu;
     if (g_.head_start) {
-      CPB_ASSIGN_OR_RETURN(s.gpu_s, traced_op_times(s.batch, op, compute_head_start()));
-      on_gpu = fmt::format(", {:.2f} us each on the GPU", summarize(s.gpu_s).median * 1e6);
+      CPB_ASSIGN_OR_RETURN(s.gpu_s, headed_op_times(s.batch, g_.repeats, op, compute_head_start()));
+      s.head_noisy = s.gpu_s.empty();
+      if (!s.gpu_s.empty())
+        on_gpu =
+            fmt::format(", {:.2f} us each behind a head start", summarize(s.gpu_s).median * 1e6);
     }
     say(fmt::format("launch: {:.2f} us per op on rank {} ({} copies of {} back to back{})",
                     summarize(s.samples[0]).median * 1e6, ex_.rank(), s.batch,
                     size_text(static_cast<double>(s.rec.mem_bytes / 2)), on_gpu));
+    out.push_back(std::move(s));
+    return {};
+  }
+
+  // wait_us: the launch copies again, alternating between the streams, each waiting on an event
+  // recorded after the one before (a chain across the streams, as a strategy's transfer and the
+  // block that reads it), behind the same head start: each link costs a launch and a
+  // cross-stream wait, and wait_us is its time less launch_us.
+  Status measure_wait(std::vector<Series>& out) {
+    if (!g_.head_start) return {};
+    const int64_t n = g_.launch_elems;
+    const int64_t slots = b_.ab_cap / n;
+    auto op = [&](int i) {
+      const Stream s = i % 2 ? Stream::comm : Stream::compute;
+      ex_.wait(s, ex_.record(i % 2 ? Stream::compute : Stream::comm));
+      const int64_t at = (i % slots) * n;
+      return ex_.copy(s, {b_.b, at, n}, {b_.a, at, n}, "wait");
+    };
+    CPB_ASSIGN_OR_RETURN(
+        Series s, time_op(Kind::wait, 0, g_.launch_ops, g_.repeats, op, compute_head_start()));
+    CPB_ASSIGN_OR_RETURN(s.gpu_s, headed_op_times(s.batch, g_.repeats, op, compute_head_start()));
+    s.head_noisy = s.gpu_s.empty();
+    if (!s.gpu_s.empty())
+      say(fmt::format("cross-stream chain: {:.2f} us per copy on rank {} behind a head start",
+                      summarize(s.gpu_s).median * 1e6, ex_.rank()));
     out.push_back(std::move(s));
     return {};
   }
@@ -463,10 +536,13 @@ class RankRun {
           return ex_.merge(Stream::compute, m, "merge");
         };
       }
-      CPB_ASSIGN_OR_RETURN(Series s, time_op(kind, static_cast<int>(i), 0, g_.repeats, op));
-      // Small ones, like the launch copies, by trace marks behind a head start.
+      CPB_ASSIGN_OR_RETURN(
+          Series s, time_op(kind, static_cast<int>(i), 0, g_.repeats, op, compute_head_start()));
+      // Small ones, like the launch copies, behind a head start.
       if (g_.head_start && bytes <= g_.link_batch_bytes) {
-        CPB_ASSIGN_OR_RETURN(s.gpu_s, traced_op_times(s.batch, op, compute_head_start()));
+        CPB_ASSIGN_OR_RETURN(s.gpu_s,
+                             headed_op_times(s.batch, g_.repeats, op, compute_head_start()));
+        s.head_noisy = s.gpu_s.empty();
       }
       const double med = summarize(s.gpu_s.empty() ? s.samples[0] : s.gpu_s).median;
       line += fmt::format("{}{} {:.0f} GB/s", line.empty() ? "" : ", ",
@@ -521,8 +597,8 @@ class RankRun {
         return ex_.attention(Stream::compute, attention_args(s, s.warm ? 0 : j % slots),
                              "attention");
       };
-      CPB_ASSIGN_OR_RETURN(Series ser,
-                           time_op(Kind::attention, static_cast<int>(i), 0, g_.repeats, op));
+      CPB_ASSIGN_OR_RETURN(Series ser, time_op(Kind::attention, static_cast<int>(i), 0, g_.repeats,
+                                               op, compute_head_start()));
       out.push_back(std::move(ser));
       const bool last = i + 1 == shapes.size() || !same_group(i + 1, i);
       if (!last) continue;
@@ -575,10 +651,12 @@ class RankRun {
         };
       }
       const int batch = g_.link_bytes[i] <= g_.link_batch_bytes ? g_.link_batch : 1;
-      CPB_ASSIGN_OR_RETURN(Series s,
-                           time_op(kind, static_cast<int>(i), batch, g_.link_repeats, op));
-      if (batch > 1) {
-        CPB_ASSIGN_OR_RETURN(s.gpu_s, traced_op_times(batch, op, comm_head_start()));
+      CPB_ASSIGN_OR_RETURN(Series s, time_op(kind, static_cast<int>(i), batch, g_.link_repeats, op,
+                                             comm_head_start()));
+      if (batch > 1 && g_.head_start) {
+        CPB_ASSIGN_OR_RETURN(s.gpu_s,
+                             headed_op_times(batch, g_.link_repeats, op, comm_head_start()));
+        s.head_noisy = s.gpu_s.empty();
       }
       const double x = static_cast<double>(std::max(s.rec.bytes_sent, s.rec.bytes_recv));
       if (i == 0 || i + 1 == g_.link_bytes.size())
@@ -787,8 +865,10 @@ Grid default_grid(bool quick, bool gpu) {
     g.link_batch = 20;
     g.link_batch_bytes = kMiB;
     g.head_start = true;
+    g.head_start_block = g.share;  // 16K causal: ~3 ms, ahead of 256 launches' issue
     g.head_start_bytes = all ? 256 * kMiB : 4 * kMiB;
     g.issue_samples = 5;
+    g.issue_burst = 8;
     g.issue_max_flops = 4e9;  // the generic kernel's blocks up to ~1 ms
     g.issue_max_bytes = 64 * kMiB;
     g.sample_s = all ? 2e-3 : 0.5e-3;
@@ -816,15 +896,19 @@ Grid default_grid(bool quick, bool gpu) {
     g.attention.insert(g.attention.end(), warm.begin(), warm.end());
     add_shared_squares(g.attention);
     g.link_bytes = quick ? powers(4 * kKiB, 64 * kKiB, 4) : powers(4 * kKiB, kMiB, 4);
-    g.link_batch = 4;  // the smallest sizes batched: the trace-mark path runs here too
+    g.link_batch = 8;  // the smallest sizes batched: the head-start path runs here too
     g.link_batch_bytes = 16 * kKiB;
-    g.head_start = true;  // pointless where ops run inside the call, but the path is tested here
-    g.head_start_bytes = 64 * kKiB;
+    // Pointless where ops run inside the call, but the path is tested here; the head is tiny, so
+    // that its noise stays below a batch's time.
+    g.head_start = true;
+    g.head_start_bytes = kKiB;
     g.issue_samples = 2;  // measured here too (the path is tested), never written: see issue_us
+    g.issue_burst = 2;
     g.issue_max_flops = 1e8;
     g.issue_max_bytes = kMiB;
     g.mem_bytes = quick ? powers(64 * kKiB, kMiB, 4) : powers(64 * kKiB, 4 * kMiB, 4);
     g.share = {true, 64, 1, 2, quick ? 128 : 256, quick ? 128 : 256};
+    g.head_start_block = {true, 64, 1, 1, 16, 16};
     g.merge_heads = 2;
     g.merge_head_dim = 64;
     g.launch_elems = 64;
@@ -849,6 +933,14 @@ nlohmann::json to_json(const Grid& g) {
                            r.block.sq, r.block.sk}},
                          {"duty", r.duty},
                          {"ops", r.ops}});
+  const auto shape_json = [](const AttentionShape& a) -> nlohmann::json {
+    return {{"mask", mask_name(a.causal)},
+            {"head_dim", a.head_dim},
+            {"gqa", a.gqa},
+            {"heads", a.heads},
+            {"sq", a.sq},
+            {"sk", a.sk}};
+  };
   nlohmann::json att = nlohmann::json::array();
   for (const auto& s : g.attention)
     att.push_back({mask_name(s.causal), s.head_dim, s.gqa, s.heads, s.sq, s.sk, s.shared, s.warm});
@@ -857,13 +949,7 @@ nlohmann::json to_json(const Grid& g) {
           {"link_bytes", g.link_bytes},
           {"mem_bytes", g.mem_bytes},
           {"merge_shape", {{"heads", g.merge_heads}, {"head_dim", g.merge_head_dim}}},
-          {"share",
-           {{"mask", mask_name(g.share.causal)},
-            {"head_dim", g.share.head_dim},
-            {"gqa", g.share.gqa},
-            {"heads", g.share.heads},
-            {"sq", g.share.sq},
-            {"sk", g.share.sk}}},
+          {"share", shape_json(g.share)},
           {"launch", {{"elems", g.launch_elems}, {"ops", g.launch_ops}}},
           {"warmup", g.warmup},
           {"repeats", g.repeats},
@@ -871,8 +957,10 @@ nlohmann::json to_json(const Grid& g) {
           {"link_batch", g.link_batch},
           {"link_batch_bytes", g.link_batch_bytes},
           {"head_start", g.head_start},
+          {"head_start_block", shape_json(g.head_start_block)},
           {"head_start_bytes", g.head_start_bytes},
           {"issue_samples", g.issue_samples},
+          {"issue_burst", g.issue_burst},
           {"issue_max_flops", g.issue_max_flops},
           {"issue_max_bytes", g.issue_max_bytes},
           {"sample_s", g.sample_s},
@@ -977,13 +1065,13 @@ Expected<Summary> run(const Options& o) {
     for (const auto& r : ranks) per_rank.push_back(r[at].samples[list]);
     return per_rank;
   };
-  double launch_s = 0, lead_s = 0;
+  double launch_s = 0, lead_s = 0, wait_s = 0;
   struct Point {
     double x, y;
   };
   std::map<Kind, std::vector<Point>> curves;  // links: (bytes, us); memory: (bytes, GB/s)
   std::vector<AttentionPoint> points;
-  int floored = 0;
+  int floored = 0, head_noisy = 0;
   double share_alone = 0, share_beside = 0, transfer_beside = 0, transfer_alone = 0;
   // Each grid block's median time (the sustained curves' reference) and those curves.
   std::map<std::tuple<bool, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool>, double>
@@ -997,10 +1085,13 @@ Expected<Summary> run(const Options& o) {
   double sendrecv_bw = 0, copy_read_bw = 0;
   for (size_t at = 0; at < ranks[0].size(); ++at) {
     const Series& s = ranks[0][at];
-    // Traced series (launch, small copies and merges, batched link sizes): the per-op times on
-    // the GPU (trace marks, the slowest rank's op by op) where the back-to-back wall time can be
-    // the host's issue rate.
-    std::vector<double> on_gpu = s.gpu_s;
+    // Series timed behind a head start (launch, small copies and merges, batched link sizes): the
+    // per-op times on the GPU with the queue full (the slowest rank's, pair by pair) where the
+    // back-to-back wall time can be the host's issue rate. Where any rank's head start was
+    // noisier than the batch (no values), the wall time stands for every rank.
+    const bool noisy =
+        std::any_of(ranks.begin(), ranks.end(), [&](const auto& r) { return r[at].head_noisy; });
+    std::vector<double> on_gpu = noisy ? std::vector<double>{} : s.gpu_s;
     for (const auto& r : ranks)
       for (size_t i = 0; i < on_gpu.size() && i < r[at].gpu_s.size(); ++i)
         on_gpu[i] = std::max(on_gpu[i], r[at].gpu_s[i]);
@@ -1018,19 +1109,33 @@ Expected<Summary> run(const Options& o) {
                         {"per_rank", samples_json(at, 0)}};
     if (!on_gpu.empty()) {
       const std::vector<double> wall = max_over_ranks(ranks, at, 0);
-      j["seconds_per_op_from"] = "trace marks (one traced batch; the slowest rank's op by op)";
+      j["seconds_per_op_from"] =
+          "head start: (head + batch - head alone) / batch by the wall clock, a value per pair of "
+          "samples, the slowest rank's";
       j["wall_seconds_per_op"] = wall;
       j["wall_stats"] = to_json(summarize(wall));
     }
+    if (noisy) {
+      j["head_start_noisy"] = true;
+      ++head_noisy;
+    }
     // The median over ranks: each rank's host issues its own ops (the maximum overstated the
-    // strategies' per-call costs).
-    std::vector<double> per_rank_issue;
-    for (const auto& r : ranks)
-      if (r[at].issue_s > 0) per_rank_issue.push_back(r[at].issue_s);
-    const double issue = per_rank_issue.empty() ? 0 : summarize(per_rank_issue).median;
+    // strategies' per-call costs). The cross-stream chain gives the event calls' (its copies
+    // are the launch copies again).
+    auto issue_median = [&](double Series::*field) {
+      std::vector<double> per_rank;
+      for (const auto& r : ranks)
+        if (r[at].*field > 0) per_rank.push_back(r[at].*field);
+      return per_rank.empty() ? 0.0 : summarize(per_rank).median;
+    };
+    const bool events = s.kind == Kind::wait;
+    const double issue = issue_median(events ? &Series::event_issue_s : &Series::issue_s);
     if (issue > 0) {  // series timed by time_op (not share, not sustained)
-      j["issue_us"] = issue * 1e6;
-      issue_by_kind[std::string(to_string(s.rec.kind))].push_back(issue);
+      const std::string k = events ? "event" : std::string(to_string(s.rec.kind));
+      j[events ? "event_issue_us" : "issue_us"] = issue * 1e6;
+      j[events ? "event_issue_isolated_us" : "issue_isolated_us"] =
+          issue_median(events ? &Series::event_issue_isolated_s : &Series::issue_isolated_s) * 1e6;
+      issue_by_kind[k].push_back(issue);
     }
     CPB_REQUIRE(st.median > 0 || s.kind == Kind::lead,
                 "the {} clock gave no time to {} (sample {}): it is too coarse", plan.backend,
@@ -1038,7 +1143,7 @@ Expected<Summary> run(const Options& o) {
     // The table's time: the measured one less the launch cost the model adds back.
     double table_s = st.median - launch_s;
     if (s.kind != Kind::launch && s.kind != Kind::share && s.kind != Kind::sustained &&
-        s.kind != Kind::lead && table_s < kMinTableShare * st.median) {
+        s.kind != Kind::lead && s.kind != Kind::wait && table_s < kMinTableShare * st.median) {
       table_s = kMinTableShare * st.median;
       j["floored"] = true;
       ++floored;
@@ -1051,6 +1156,11 @@ Expected<Summary> run(const Options& o) {
       case Kind::lead:
         lead_s = st.median;
         j["issue_lead_us"] = lead_s * 1e6;
+        break;
+      case Kind::wait:
+        // A copy that waited on the other stream's: its time over a copy's (0 where less).
+        wait_s = std::max(0.0, st.median - launch_s);
+        j["wait_us"] = wait_s * 1e6;
         break;
       case Kind::copy:
       case Kind::merge: {
@@ -1159,6 +1269,11 @@ Expected<Summary> run(const Options& o) {
     }
     raw.push_back(std::move(j));
   }
+  if (head_noisy > 0)
+    notes.push_back(fmt::format(
+        "{} series timed behind a head start kept their back-to-back wall time: the head's "
+        "noise exceeded the batch (flagged `head_start_noisy` in the JSON)",
+        head_noisy));
   if (floored > 0)
     notes.push_back(fmt::format(
         "{} op(s) took hardly more than launch_us: their table time is floored at {:.0f}% of "
@@ -1239,7 +1354,9 @@ Expected<Summary> run(const Options& o) {
       "share_factor: " + num(share),
       "comm_share_factor: " + num(comm_share),
   };
-  // The cpu backend runs each op inside the call that issues it: its issue time is the op's.
+  // The cpu backend runs each op inside the call that issues it: its issue time is the op's, and
+  // its streams are one (no cross-stream latency).
+  if (gpu) lines.push_back("wait_us: " + num(wait_s * 1e6));
   if (gpu && !issue_by_kind.empty()) {
     std::vector<std::string> parts;
     for (const auto& [k, v] : issue_by_kind)

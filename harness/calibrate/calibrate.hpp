@@ -4,19 +4,25 @@
 // with its raw samples, one compact JSON object a line, in measurement order). Everything is
 // measured the way the cost model (harness/backends/sim/cost_model.hpp) consumes it, on the op
 // records the executor base makes (so bytes and FLOPs have the same definitions):
-//   - launch_us: the time per op of many tiny copies issued back to back;
+//   - launch_us: the time per op of many tiny copies run back to back by the GPU (behind a head
+//     start: a long attention block, then the copies, less the block alone);
 //   - every other op's table value is its measured time per op less launch_us (the model adds
 //     launch_us back, so launch_us + table = what one op took here); compute ops (attention,
 //     copy, merge) are timed as batches of back-to-back launches over rotating buffers (no L2
 //     reuse between them), communication ops one per sample, as cpbench_bench_nccl times them,
 //     but for small ones (Grid::link_batch_bytes), a batch per sample, whose table value is
-//     then each op's time on the GPU from trace marks (one more, traced batch; the slowest
-//     rank's): back to back, the host's issue rate, not the transfer, can set the wall time;
+//     then each op's time on the GPU with the queue full (a long transfer, then the batch, less
+//     the long transfer alone, by the wall clock; the slowest rank's): back to back, the host's
+//     issue rate, not the transfer, can set the wall time;
 //   - issue_us (cuda only; the cpu backend runs an op inside the call that issues it): per op
 //     kind, the host's seconds per issuing call (the executor's host_calls) over a few samples
-//     of one op each (issued alone, as a strategy issues its ops, not back to back behind a
-//     full queue), for the small ops (Grid::issue_max_flops, issue_max_bytes); the median over
-//     the series of that kind (each series' value the median over ranks);
+//     of a burst of issue_burst ops issued while the GPU runs a head start (as a strategy's
+//     host issues once it is ahead; not a long batch behind a full queue), for the small ops
+//     (Grid::issue_max_flops, issue_max_bytes); the median over the series of that kind (each
+//     series' value the median over ranks); `event` from the cross-stream chain's record and
+//     wait calls; each series also keeps its issue time one op a sample (issue_isolated_us);
+//   - wait_us (cuda only): the launch copies alternating between the streams, each waiting on an
+//     event recorded after the one before, behind the head start, per copy, less launch_us;
 //   - issue_lead_us (cuda only): the work timer_start queues ahead of its start mark (the L2
 //     flush; Executor::timer_lead_seconds), timed alone: the host issues an iteration's first
 //     ops while it runs;
@@ -95,16 +101,21 @@ struct Grid {
   // count on every rank), so that a sample is not one latency plus the ranks' skew at its start.
   int link_batch = 1;
   int64_t link_batch_bytes = 0;
-  // The launch copies and the batched transfers are also timed op by op from trace marks, each
-  // batch behind one long op on the same stream (`share`'s attention block; a sendrecv of
-  // head_start_bytes), so that the host has issued them before the GPU reaches them and each
-  // slice is the op's own time on the GPU, not the host's issue gap (issue_us covers that).
+  // The launch copies, small copies and merges and the batched transfers are also timed behind
+  // one long op on the same stream (head_start_block; a sendrecv of head_start_bytes),
+  // less that op alone, by the wall clock: the host has issued the batch before the GPU reaches
+  // it, so the difference is the ops' own time on the GPU with the queue full, not the host's
+  // issue gaps (issue_us covers those) and without trace marks (which cost the GPU 1-3 us an op).
   bool head_start = false;
+  AttentionShape head_start_block;  // the compute stream's head start (the cuda grid: `share`)
   int64_t head_start_bytes = 0;
   // issue_us: issue_samples samples of one op each, for the series whose op is small (attention
   // of at most issue_max_flops, other ops of at most issue_max_bytes touched or sent): quick
   // to repeat, and where the host's issue time shows.
   int issue_samples = 0;
+  // ... each also a burst of issue_burst ops behind the head start (the GPU busy, the host
+  // issuing op after op, as a strategy's host once it is ahead), which the profile takes.
+  int issue_burst = 0;
   double issue_max_flops = 0;
   int64_t issue_max_bytes = 0;
   double sample_s = 0;  // a compute sample's target duration (sets its batch)

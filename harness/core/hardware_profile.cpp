@@ -406,6 +406,15 @@ const std::vector<Field>& fields() {
                      shown(n.Scalar()), kMaxLaunchUs);
          return {};
        }},
+      {"wait_us", false, "",
+       [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
+         CPB_ASSIGN_OR_RETURN(p.wait_us, read_number(n, "us"));
+         CPB_REQUIRE(p.wait_us >= 0 && p.wait_us <= kMaxLaunchUs,
+                     "{} is outside 0..{:g} us: give the cross-stream wait's latency in "
+                     "microseconds",
+                     shown(n.Scalar()), kMaxLaunchUs);
+         return {};
+       }},
       {"issue_lead_us", false, "",
        [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
          CPB_ASSIGN_OR_RETURN(p.issue_lead_us, read_number(n, "us"));

@@ -14,6 +14,9 @@
 //   extra:          optional map, ignored: free-form notes and keys of tools that are not ours
 //   launch_us:      optional number >= 0: fixed cost of every op on a stream, in us (launch and
 //                   the gap to the previous op), added to what the tables below give
+//   wait_us:        optional number >= 0: the GPU's latency from the end of an op to the start of
+//                   an op of the other stream that waited for it (an event recorded after the
+//                   first, waited on before the second), in us; default 0
 //   issue_us:       optional map of op kind (attention, merge, reset, copy, p2p, all_to_all,
 //                   all_gather) or `event` to a number >= 0: the host's time in us to issue one
 //                   such call (an event: one record or wait). The sim's ranks then issue their
@@ -128,6 +131,7 @@ struct HardwareProfile {
 
   // The cost model's tables (all optional; see the schema above).
   double launch_us = 0;
+  double wait_us = 0;  // a cross-stream event's latency on the GPU
   std::map<std::string, double, std::less<>>
       issue_us;              // by op kind name or "event"; empty: no host clock
   double issue_lead_us = 0;  // the host's head start on the GPU's timer

@@ -65,8 +65,9 @@ TEST_F(Calibrate, CpuQuickWritesAProfileTheSimAccepts) {
   // The cpu backend runs each op inside its issuing call: no host issue costs in its profile.
   EXPECT_TRUE(p->issue_us.empty());
   expect_sim_accepts(out, 2);
-  // Batched (small) transfers are timed op by op by trace marks, the wall time kept beside; the
-  // others by the wall time of one op per sample. Each series carries the host's issue time.
+  // Batched (small) transfers are also timed behind a head start (a value per pair of samples,
+  // the wall time kept beside); the others by the wall time of one op per sample. Each series
+  // carries the host's issue time.
   std::ifstream f(path("cpu.json"));
   const auto j = nlohmann::json::parse(f);
   const auto series = testing_support::calibration_series(out);
@@ -74,11 +75,16 @@ TEST_F(Calibrate, CpuQuickWritesAProfileTheSimAccepts) {
   for (const auto& s : series) {
     const std::string kind = s["kind"];
     if (kind != "sendrecv" && kind != "all_to_all" && kind != "all_gather") continue;
-    EXPECT_GT(s.value("issue_us", 0.0), 0) << s.dump();
-    if (s.contains("seconds_per_op_from")) {
+    EXPECT_GT(s.value("issue_us", 0.0), 0) << s.dump();           // a burst behind the head start
+    EXPECT_GT(s.value("issue_isolated_us", 0.0), 0) << s.dump();  // one op a sample
+    if (s.value("head_start_noisy", false)) {  // the cpu's timer noise beat the batch: wall time
       ++traced;
-      EXPECT_EQ(s["batch"].get<int>(), 4) << s.dump();
-      EXPECT_EQ(s["seconds_per_op"].size(), 4u) << s.dump();  // one traced batch of 4 ops
+      EXPECT_EQ(s["batch"].get<int>(), 8) << s.dump();
+      EXPECT_FALSE(s.contains("seconds_per_op_from")) << s.dump();
+    } else if (s.contains("seconds_per_op_from")) {
+      ++traced;
+      EXPECT_EQ(s["batch"].get<int>(), 8) << s.dump();
+      EXPECT_EQ(s["seconds_per_op"].size(), 3u) << s.dump();  // a value per pair of samples
       EXPECT_TRUE(s.contains("wall_seconds_per_op")) << s.dump();
     } else {
       ++walled;
@@ -87,14 +93,26 @@ TEST_F(Calibrate, CpuQuickWritesAProfileTheSimAccepts) {
   }
   EXPECT_EQ(traced, 6);  // 4 KiB and 16 KiB, three collectives
   EXPECT_GT(walled, 0);
-  // The launch copies are traced too, each batch behind a head start whose slice is dropped.
+  // The launch copies too: the head start and batch less the head start alone, a value per pair.
   EXPECT_TRUE(j["grid"]["head_start"].get<bool>());
   const auto launch = std::find_if(series.begin(), series.end(),
                                    [](const auto& s) { return s["kind"] == "launch"; });
   ASSERT_NE(launch, series.end());
-  EXPECT_TRUE(launch->contains("seconds_per_op_from")) << launch->dump();
-  EXPECT_EQ((*launch)["seconds_per_op"].size(), (*launch)["batch"].get<size_t>()) << launch->dump();
+  EXPECT_NE(launch->contains("seconds_per_op_from"), launch->value("head_start_noisy", false))
+      << launch->dump();
+  EXPECT_EQ((*launch)["seconds_per_op"].size(), 3u) << launch->dump();
   EXPECT_GT(p->launch_us, 0);
+  // The cross-stream chain: the launch copies alternating between the streams, each waiting on
+  // the one before; it gives the event calls' issue time (its wait_us is written for GPUs only:
+  // the cpu backend's streams are one).
+  const auto wait =
+      std::find_if(series.begin(), series.end(), [](const auto& s) { return s["kind"] == "wait"; });
+  ASSERT_NE(wait, series.end());
+  EXPECT_EQ((*wait)["batch"], (*launch)["batch"]) << wait->dump();
+  EXPECT_TRUE(wait->contains("wait_us")) << wait->dump();
+  EXPECT_GT(wait->value("event_issue_us", 0.0), 0) << wait->dump();
+  EXPECT_FALSE(wait->contains("issue_us")) << wait->dump();
+  EXPECT_EQ(p->wait_us, 0);
   // The small-block rectangle: causal blocks with their queries last beside the squares, each
   // also measured warm; their records carry the host's issue time of isolated issues.
   EXPECT_TRUE(std::any_of(p->attention.begin(), p->attention.end(), [](const AttentionPoint& a) {
@@ -106,6 +124,7 @@ TEST_F(Calibrate, CpuQuickWritesAProfileTheSimAccepts) {
   EXPECT_TRUE(std::any_of(p->attention.begin(), p->attention.end(),
                           [](const AttentionPoint& a) { return !a.causal && a.warm; }));
   EXPECT_EQ(j["grid"]["issue_samples"].get<int>(), 2);
+  EXPECT_EQ(j["grid"]["issue_burst"].get<int>(), 2);
   for (const auto& s : series)
     if (s["kind"] == "attention" && s["shape"]["warm"].get<bool>())
       EXPECT_GT(s.value("issue_us", 0.0), 0) << s.dump();

@@ -144,13 +144,15 @@ Expected<Timeline> simulate(const std::vector<RankProgram>& ranks) {
             t = std::max(t, issued[ri][ii]);
             bool known = true;
             for (int e : o.waits) {
-              const int j = ranks[ri].events[static_cast<size_t>(e)].op_index;
+              const EventMark& ev = ranks[ri].events[static_cast<size_t>(e)];
+              const int j = ev.op_index;
               if (j < 0) continue;
               if (!st.done[ri][static_cast<size_t>(j)]) {
                 known = false;
                 break;
               }
-              t = std::max(t, st.tl.ops[ri][static_cast<size_t>(j)].end_s);
+              t = std::max(t, st.tl.ops[ri][static_cast<size_t>(j)].end_s +
+                                  (ev.stream != o.stream ? ranks[ri].wait_s : 0.0));
             }
             if (!known) break;
             st.ready_known[ri][ii] = 1;

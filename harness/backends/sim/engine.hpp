@@ -4,7 +4,8 @@
 //   - ops of one stream run one after the other;
 //   - an op starts no earlier than every event its stream waited on before it (an event stands
 //     at the end of the op recorded before it on its stream; one recorded on an idle stream is
-//     complete at once);
+//     complete at once), and wait_s after an event of the other stream (the GPU's latency in
+//     passing a cross-stream event on);
 //   - a communication op also waits for its peers: the k-th transfer from rank r to rank p (a
 //     send of r's op) pairs with the k-th transfer into p from r (a receive of p's op), as NCCL
 //     pairs point-to-point calls per peer; a collective (all-gather) waits for the same-numbered
@@ -59,6 +60,7 @@ struct EventMark {
 struct RankProgram {
   std::vector<SimOp> ops;         // in issue order (both streams interleaved)
   double host_lead_s = 0;         // the host begins issuing this long before the GPU's time 0
+  double wait_s = 0;              // an op waiting on the other stream's event starts this late
   std::vector<EventMark> events;  // by event id
 };
 

@@ -18,6 +18,14 @@ SimOp compute(double d, std::vector<int> waits = {}) {
   return o;
 }
 
+SimOp comm_copy(double d) {
+  SimOp o;
+  o.stream = Stream::comm;
+  o.kind = OpKind::copy;
+  o.duration_s = d;
+  return o;
+}
+
 SimOp exchange(double d, std::vector<Transfer> t, std::vector<int> waits = {}) {
   SimOp o;
   o.stream = Stream::comm;
@@ -93,16 +101,26 @@ TEST(SimEngine, EventsOrderStreams) {
   // comm op 0 (4 s), event 0 after it; compute waits on it: starts at 4. Event 1 is recorded on
   // the idle compute stream before any op: a wait on it costs nothing.
   RankProgram p;
-  SimOp c;
-  c.stream = Stream::comm;
-  c.kind = OpKind::copy;
-  c.duration_s = 4;
-  p.ops = {c, compute(1, {0, 1})};
+  p.ops = {comm_copy(4), compute(1, {0, 1})};
   p.events = {{Stream::comm, 0}, {Stream::compute, -1}};
   auto tl = simulate({p});
   ASSERT_TRUE(tl.ok()) << tl.error().str();
   EXPECT_DOUBLE_EQ(tl->ops[0][1].begin_s, 4);
   EXPECT_DOUBLE_EQ(tl->end_s, 5);
+}
+
+TEST(SimEngine, ACrossStreamWaitCostsWaitS) {
+  // Comm op 0 (4 s), event 0 after it; compute op 1 waits on it: starts wait_s late. Compute op
+  // 2 waits on event 1, recorded after op 1 on its own stream: stream order, no latency.
+  RankProgram p;
+  p.ops = {comm_copy(4), compute(1, {0}), compute(1, {1})};
+  p.events = {{Stream::comm, 0}, {Stream::compute, 1}};
+  p.wait_s = 0.5;
+  auto tl = simulate({p});
+  ASSERT_TRUE(tl.ok()) << tl.error().str();
+  EXPECT_DOUBLE_EQ(tl->ops[0][1].begin_s, 4.5);
+  EXPECT_DOUBLE_EQ(tl->ops[0][2].begin_s, 5.5);
+  EXPECT_DOUBLE_EQ(tl->end_s, 6.5);
 }
 
 TEST(SimEngine, TransfersWaitForTheLatePeer) {

@@ -26,7 +26,7 @@ TEST(HardwareProfileTables, FullProfileParses) {
   auto p = parse_hardware_profile(
       std::string(kHead) +
           "launch_us: 3.5\nshare_factor: 1.25\ncomm_share_factor: 1.4\n"
-          "issue_us: {attention: 4.5, p2p: 9, event: 0.25}\nissue_lead_us: 38.5\n"
+          "issue_us: {attention: 4.5, p2p: 9, event: 0.25}\nissue_lead_us: 38.5\nwait_us: 2.75\n"
           "sustained:\n"
           "  - {duty: 1, tokens: 4096, seconds: [0.1], slowdown: [1.3]}\n"
           "  - {duty: 1, tokens: 1024, seconds: [0, 0.5], slowdown: [1, 1.2]}\n"
@@ -46,6 +46,7 @@ TEST(HardwareProfileTables, FullProfileParses) {
   EXPECT_DOUBLE_EQ(p->share_factor, 1.25);
   EXPECT_DOUBLE_EQ(p->comm_share_factor, 1.4);
   EXPECT_DOUBLE_EQ(p->issue_lead_us, 38.5);
+  EXPECT_DOUBLE_EQ(p->wait_us, 2.75);
   EXPECT_EQ(p->issue_us, (std::map<std::string, double, std::less<>>{
                              {"attention", 4.5}, {"p2p", 9}, {"event", 0.25}}));
   ASSERT_EQ(p->sustained.size(), 3u);  // sorted by tokens, then duty
@@ -158,6 +159,8 @@ TEST(HardwareProfileTables, BadTablesNameFileLineAndInnerKey) {
   EXPECT_TRUE(has(e, "hw.yaml:4: comm_share_factor:") && has(e, "1..")) << e;
   e = err("issue_lead_us: -2\n");
   EXPECT_TRUE(has(e, "issue_lead_us:") && has(e, "outside 0..")) << e;
+  e = err("wait_us: -1\n");
+  EXPECT_TRUE(has(e, "wait_us:") && has(e, "outside 0..")) << e;
   e = err("issue_us: {attention: -1}\n");
   EXPECT_TRUE(has(e, "issue_us.attention:") && has(e, "outside 0..")) << e;
   e = err("issue_us: {sendrecv: 3}\n");
