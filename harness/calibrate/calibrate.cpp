@@ -424,7 +424,7 @@ class RankRun {
       out.push_back((tn - t0) / batch);
     }
     if (summarize(out).median <= 0) return std::vector<double>{};
-    for (double& x : out) x = std::max(x, 0.0);
+    for (double& x : out) x = std::max(x, 0.0);  // a pair whose head ran long says only "tiny"
     return out;
   }
 
