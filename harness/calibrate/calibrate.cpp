@@ -416,7 +416,7 @@ class RankRun {
   Expected<std::vector<double>> headed_op_times(int batch, int pairs,
                                                 const std::function<Status(int)>& op,
                                                 const std::function<Status()>& head) {
-    std::vector<double> out, with, alone;
+    std::vector<double> out;
     for (int p = 0; p < pairs; ++p) {
       CPB_ASSIGN_OR_RETURN(double t0, sample(1, [&](int) { return head(); }));
       CPB_ASSIGN_OR_RETURN(double tn,
