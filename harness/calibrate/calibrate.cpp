@@ -405,27 +405,29 @@ class RankRun {
     return s;
   }
 
-  // Each op's time on the GPU with the queue kept full, by the wall clock: `head` (one long op on
-  // the op's stream) then `batch` ops, less `head` alone, over `batch`, one value per pair of
-  // samples (`pairs` of them, alternated). The host issues the batch while the GPU runs the head,
-  // so the GPU runs the ops back to back, as it does a strategy's once the host is ahead; the
-  // host's issue gaps are issue_us's. Not by trace marks: on 4x H200 the marks cost the GPU 1-3
-  // us an op (results/sim/validation-h200x4-calibrated-4b55a67). Empty where the head's noise
-  // exceeds the batch (the median difference is not positive: the cpu backend, which runs each op
-  // inside its call; the caller keeps the wall time per op of the batch alone).
-  Expected<std::vector<double>> headed_op_times(int batch, int pairs,
-                                                const std::function<Status(int)>& op,
-                                                const std::function<Status()>& head) {
+  // Each op's time on the GPU with the queue kept full, by the wall clock, into s.gpu_s: `head`
+  // (one long op on the op's stream) then s.batch ops, less `head` alone, over the batch, one
+  // value per pair of samples (`pairs` of them, alternated). The host issues the batch while the
+  // GPU runs the head, so the GPU runs the ops back to back, as it does a strategy's once the
+  // host is ahead; the host's issue gaps are issue_us's. Not by trace marks: on 4x H200 the
+  // marks cost the GPU 1-3 us an op (results/sim/validation-h200x4-calibrated-4b55a67). Where
+  // the head's noise exceeds the batch (the median difference is not positive: the cpu backend,
+  // which runs each op inside its call), s.gpu_s stays empty and s.head_noisy says so: the wall
+  // time per op of the batch alone stands.
+  Status headed_op_times(Series& s, int pairs, const std::function<Status(int)>& op,
+                         const std::function<Status()>& head) {
     std::vector<double> out;
     for (int p = 0; p < pairs; ++p) {
       CPB_ASSIGN_OR_RETURN(double t0, sample(1, [&](int) { return head(); }));
       CPB_ASSIGN_OR_RETURN(double tn,
-                           sample(batch + 1, [&](int i) { return i == 0 ? head() : op(i - 1); }));
-      out.push_back((tn - t0) / batch);
+                           sample(s.batch + 1, [&](int i) { return i == 0 ? head() : op(i - 1); }));
+      out.push_back((tn - t0) / s.batch);
     }
-    if (summarize(out).median <= 0) return std::vector<double>{};
+    s.head_noisy = summarize(out).median <= 0;
+    if (s.head_noisy) return {};
     for (double& x : out) x = std::max(x, 0.0);  // a pair whose head ran long says only "tiny"
-    return out;
+    s.gpu_s = std::move(out);
+    return {};
   }
 
   // The head starts of headed_op_times (empty without g_.head_start).
@@ -446,19 +448,19 @@ class RankRun {
     };
   }
 
+  // The i-th tiny copy of a launch batch on stream `st` (rotating through the activations).
+  Status launch_copy(Stream st, int i, std::string_view phase) {
+    const int64_t n = g_.launch_elems, at = (i % (b_.ab_cap / n)) * n;
+    return ex_.copy(st, {b_.b, at, n}, {b_.a, at, n}, phase);
+  }
+
   Status measure_launch(std::vector<Series>& out) {
-    const int64_t n = g_.launch_elems;
-    const int64_t slots = b_.ab_cap / n;
-    auto op = [&](int i) {
-      const int64_t at = (i % slots) * n;
-      return ex_.copy(Stream::compute, {b_.b, at, n}, {b_.a, at, n}, "launch");
-    };
+    auto op = [&](int i) { return launch_copy(Stream::compute, i, "launch"); };
     CPB_ASSIGN_OR_RETURN(
         Series s, time_op(Kind::launch, 0, g_.launch_ops, g_.repeats, op, compute_head_start()));
     std::string on_gpu;
     if (g_.head_start) {
-      CPB_ASSIGN_OR_RETURN(s.gpu_s, headed_op_times(s.batch, g_.repeats, op, compute_head_start()));
-      s.head_noisy = s.gpu_s.empty();
+      CPB_TRY(headed_op_times(s, g_.repeats, op, compute_head_start()));
       if (!s.gpu_s.empty())
         on_gpu =
             fmt::format(", {:.2f} us each behind a head start", summarize(s.gpu_s).median * 1e6);
@@ -476,18 +478,14 @@ class RankRun {
   // cross-stream wait, and wait_us is its time less launch_us.
   Status measure_wait(std::vector<Series>& out) {
     if (!g_.head_start) return {};
-    const int64_t n = g_.launch_elems;
-    const int64_t slots = b_.ab_cap / n;
     auto op = [&](int i) {
       const Stream s = i % 2 ? Stream::comm : Stream::compute;
       ex_.wait(s, ex_.record(i % 2 ? Stream::compute : Stream::comm));
-      const int64_t at = (i % slots) * n;
-      return ex_.copy(s, {b_.b, at, n}, {b_.a, at, n}, "wait");
+      return launch_copy(s, i, "wait");
     };
     CPB_ASSIGN_OR_RETURN(
         Series s, time_op(Kind::wait, 0, g_.launch_ops, g_.repeats, op, compute_head_start()));
-    CPB_ASSIGN_OR_RETURN(s.gpu_s, headed_op_times(s.batch, g_.repeats, op, compute_head_start()));
-    s.head_noisy = s.gpu_s.empty();
+    CPB_TRY(headed_op_times(s, g_.repeats, op, compute_head_start()));
     if (!s.gpu_s.empty())
       say(fmt::format("cross-stream chain: {:.2f} us per copy on rank {} behind a head start",
                       summarize(s.gpu_s).median * 1e6, ex_.rank()));
@@ -540,9 +538,7 @@ class RankRun {
           Series s, time_op(kind, static_cast<int>(i), 0, g_.repeats, op, compute_head_start()));
       // Small ones, like the launch copies, behind a head start.
       if (g_.head_start && bytes <= g_.link_batch_bytes) {
-        CPB_ASSIGN_OR_RETURN(s.gpu_s,
-                             headed_op_times(s.batch, g_.repeats, op, compute_head_start()));
-        s.head_noisy = s.gpu_s.empty();
+        CPB_TRY(headed_op_times(s, g_.repeats, op, compute_head_start()));
       }
       const double med = summarize(s.gpu_s.empty() ? s.samples[0] : s.gpu_s).median;
       line += fmt::format("{}{} {:.0f} GB/s", line.empty() ? "" : ", ",
@@ -654,9 +650,7 @@ class RankRun {
       CPB_ASSIGN_OR_RETURN(Series s, time_op(kind, static_cast<int>(i), batch, g_.link_repeats, op,
                                              comm_head_start()));
       if (batch > 1 && g_.head_start) {
-        CPB_ASSIGN_OR_RETURN(s.gpu_s,
-                             headed_op_times(batch, g_.link_repeats, op, comm_head_start()));
-        s.head_noisy = s.gpu_s.empty();
+        CPB_TRY(headed_op_times(s, g_.link_repeats, op, comm_head_start()));
       }
       const double x = static_cast<double>(std::max(s.rec.bytes_sent, s.rec.bytes_recv));
       if (i == 0 || i + 1 == g_.link_bytes.size())

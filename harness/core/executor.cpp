@@ -346,6 +346,7 @@ void Executor::note_written(const View& v) {
 }
 
 bool Executor::was_written(const View& v) const {
+  if (written_.empty()) return false;  // timed iterations: nothing kept, nothing to work out
   const auto [b, e] = view_span(v);
   return std::any_of(written_.begin(), written_.end(),
                      [&](const Span& w) { return w.buf == v.buf.id && w.begin < e && b < w.end; });

@@ -100,6 +100,16 @@ Expected<double> read_positive(const YAML::Node& n, double max, const char* unit
   return v;
 }
 
+// A number in [lo, hi]; `unit` names it in messages ("us" is also written after the range) and
+// `what` says what to give.
+Expected<double> read_in_range(const YAML::Node& n, const char* unit, double lo, double hi,
+                               std::string_view what) {
+  CPB_ASSIGN_OR_RETURN(double v, read_number(n, unit));
+  CPB_REQUIRE(v >= lo && v <= hi, "{} is outside {:g}..{:g}{}: {}", shown(n.Scalar()), lo, hi,
+              std::string_view(unit) == "us" ? " us" : "", what);
+  return v;
+}
+
 // A whole number >= 1 (sizes, head_dim, ranks).
 Expected<int64_t> read_count(const YAML::Node& n, const char* what) {
   CPB_ASSIGN_OR_RETURN(double v, read_positive(n, kMaxCount, what));
@@ -400,27 +410,23 @@ const std::vector<Field>& fields() {
        }},
       {"launch_us", false, "",
        [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
-         CPB_ASSIGN_OR_RETURN(p.launch_us, read_number(n, "us"));
-         CPB_REQUIRE(p.launch_us >= 0 && p.launch_us <= kMaxLaunchUs,
-                     "{} is outside 0..{:g} us: give the per-op launch cost in microseconds",
-                     shown(n.Scalar()), kMaxLaunchUs);
+         CPB_ASSIGN_OR_RETURN(p.launch_us,
+                              read_in_range(n, "us", 0, kMaxLaunchUs,
+                                            "give the per-op launch cost in microseconds"));
          return {};
        }},
       {"wait_us", false, "",
        [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
-         CPB_ASSIGN_OR_RETURN(p.wait_us, read_number(n, "us"));
-         CPB_REQUIRE(p.wait_us >= 0 && p.wait_us <= kMaxLaunchUs,
-                     "{} is outside 0..{:g} us: give the cross-stream wait's latency in "
-                     "microseconds",
-                     shown(n.Scalar()), kMaxLaunchUs);
+         CPB_ASSIGN_OR_RETURN(
+             p.wait_us, read_in_range(n, "us", 0, kMaxLaunchUs,
+                                      "give the cross-stream wait's latency in microseconds"));
          return {};
        }},
       {"issue_lead_us", false, "",
        [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
-         CPB_ASSIGN_OR_RETURN(p.issue_lead_us, read_number(n, "us"));
-         CPB_REQUIRE(p.issue_lead_us >= 0 && p.issue_lead_us <= kMaxLaunchUs,
-                     "{} is outside 0..{:g} us: give the host's head start in microseconds",
-                     shown(n.Scalar()), kMaxLaunchUs);
+         CPB_ASSIGN_OR_RETURN(p.issue_lead_us,
+                              read_in_range(n, "us", 0, kMaxLaunchUs,
+                                            "give the host's head start in microseconds"));
          return {};
        }},
       {"issue_us", false, "",
@@ -431,31 +437,29 @@ const std::vector<Field>& fields() {
          kinds.emplace_back("event");
          return read_map(n, "issue_us", kinds, w,
                          [&](const std::string& k, const YAML::Node& v) -> Status {
-                           CPB_ASSIGN_OR_RETURN(double us, read_number(v, "us"));
-                           CPB_REQUIRE(us >= 0 && us <= kMaxLaunchUs,
-                                       "{} is outside 0..{:g} us: give the host's time to issue "
-                                       "one {} call in microseconds",
-                                       shown(v.Scalar()), kMaxLaunchUs, k);
-                           p.issue_us[k] = us;
+                           CPB_ASSIGN_OR_RETURN(
+                               p.issue_us[k],
+                               read_in_range(v, "us", 0, kMaxLaunchUs,
+                                             fmt::format("give the host's time to issue one {} "
+                                                         "call in microseconds",
+                                                         k)));
                            return {};
                          });
        }},
       {"share_factor", false, "",
        [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
-         CPB_ASSIGN_OR_RETURN(p.share_factor, read_number(n, "slowdown"));
-         CPB_REQUIRE(p.share_factor >= 1 && p.share_factor <= kMaxShareFactor,
-                     "{} is outside 1..{:g}: it is attention time with a transfer beside it over "
-                     "the time alone",
-                     shown(n.Scalar()), kMaxShareFactor);
+         CPB_ASSIGN_OR_RETURN(
+             p.share_factor,
+             read_in_range(n, "slowdown", 1, kMaxShareFactor,
+                           "it is attention time with a transfer beside it over the time alone"));
          return {};
        }},
       {"comm_share_factor", false, "",
        [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {
-         CPB_ASSIGN_OR_RETURN(p.comm_share_factor, read_number(n, "slowdown"));
-         CPB_REQUIRE(p.comm_share_factor >= 1 && p.comm_share_factor <= kMaxShareFactor,
-                     "{} is outside 1..{:g}: it is a transfer's time beside attention over its "
-                     "time alone",
-                     shown(n.Scalar()), kMaxShareFactor);
+         CPB_ASSIGN_OR_RETURN(
+             p.comm_share_factor,
+             read_in_range(n, "slowdown", 1, kMaxShareFactor,
+                           "it is a transfer's time beside attention over its time alone"));
          return {};
        }},
       {"sustained", false, "", read_sustained},

@@ -123,6 +123,26 @@ double family_tflops(const std::vector<const AttentionPoint*>& pts, int64_t sq, 
 
 }  // namespace
 
+CostModel::CostModel(HardwareProfile profile) : p_(std::move(profile)) {
+  for (const auto& a : p_.attention)
+    if (a.causal) causal_dims_[a.head_dim] |= a.sq < a.sk;
+}
+
+bool CostModel::causal_rectangles(int64_t head_dim) const {
+  double best = std::numeric_limits<double>::infinity();
+  bool any = false;
+  for (const auto& [d, rect] : causal_dims_) {
+    const double dist = std::abs(std::log2(static_cast<double>(d) / static_cast<double>(head_dim)));
+    if (dist < best) {
+      best = dist;
+      any = rect;
+    } else if (dist == best) {
+      any = any || rect;
+    }
+  }
+  return any;
+}
+
 std::vector<const AttentionPoint*> CostModel::nearest_dim_points(bool causal,
                                                                  int64_t head_dim) const {
   auto dist = [&](const AttentionPoint& a) {
@@ -257,9 +277,8 @@ Expected<double> CostModel::seconds(const OpRecord& rec, int rank, int world) co
       // the causal to the full one (log scale) as the visible pairs go from the measured
       // block's to all of them.
       if (causal) {
-        bool rectangles = false;
-        for (const auto* a : nearest_dim_points(true, rec.head_dim)) rectangles |= a->sq < a->sk;
-        const int64_t ref_diag = rectangles && rec.sq < rec.sk ? rec.sk - rec.sq : 0;
+        const int64_t ref_diag =
+            rec.sq < rec.sk && causal_rectangles(rec.head_dim) ? rec.sk - rec.sq : 0;
         const double all = static_cast<double>(rec.sq) * static_cast<double>(rec.sk);
         const double ref =
             static_cast<double>(block_pairs({BlockMask::Kind::causal, ref_diag}, rec.sq, rec.sk));

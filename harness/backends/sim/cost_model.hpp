@@ -39,6 +39,7 @@
 // Pure and deterministic; errors name the profile key to add.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -56,7 +57,7 @@ double interpolate_throughput(const ProfileCurve& c, double x);
 
 class CostModel {
  public:
-  explicit CostModel(HardwareProfile profile) : p_(std::move(profile)) {}
+  explicit CostModel(HardwareProfile profile);
   const HardwareProfile& profile() const { return p_; }
 
   // Seconds op `rec` of rank `rank` in a world of `world` ranks takes once started.
@@ -76,7 +77,11 @@ class CostModel {
   Expected<double> transfer_seconds(const OpRecord& rec, int rank, int world) const;
   // The attention points of this mask and of the head_dim nearest to `head_dim` (log2).
   std::vector<const AttentionPoint*> nearest_dim_points(bool causal, int64_t head_dim) const;
+  // Whether the causal points of the head_dim(s) nearest to `head_dim` include blocks with their
+  // queries last (Sq < Sk), from causal_dims_ (no scan of the points per op).
+  bool causal_rectangles(int64_t head_dim) const;
   HardwareProfile p_;
+  std::map<int64_t, bool> causal_dims_;  // head_dim of causal points -> any with Sq < Sk
 };
 
 }  // namespace cpb::sim
