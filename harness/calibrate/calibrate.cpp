@@ -15,6 +15,7 @@
 #include <map>
 #include <thread>
 #include <tuple>
+#include <utility>
 
 #include "harness/core/backend.hpp"
 #include "harness/core/executor.hpp"
@@ -204,6 +205,9 @@ struct Series {
   double event_issue_s = 0;  // the same for the event calls (record, wait) of its samples
   // The same issued one op a sample (issue_s and event_issue_s are these without a head start).
   double issue_isolated_s = 0, event_issue_isolated_s = 0;
+  double issue_staggered_s = 0;  // issued a rank at a time (Grid::issue_staggered)
+  // The time of those samples of one op each (Grid::lone_tables).
+  std::vector<double> lone_s;
   std::vector<double> gpu_s;
   bool head_noisy = false;  // timed behind a head start, but the head's noise exceeded the batch
 };
@@ -243,6 +247,48 @@ class RankRun {
       CPB_TRY(measure_share(out));
     }
     CPB_TRY(measure_sustained(out));
+    return {};
+  }
+
+  // Grid::issue_ranks: the issue costs alone, in a run of fewer ranks than the main one: the
+  // cross-stream chain (events), up to four of the smallest cold blocks, the smallest copy and
+  // merge, the two smallest sizes of each link op; one timed sample each (the tables are the
+  // main run's).
+  Status run_issue(std::vector<Series>& out) {
+    CPB_TRY(allocate());
+    CPB_TRY(measure_wait(out));
+    std::vector<size_t> small;
+    for (size_t i = 0; i < g_.attention.size(); ++i) {
+      const AttentionShape& a = g_.attention[i];
+      if (!a.shared && !a.warm) small.push_back(i);
+    }
+    const auto flops = [&](size_t i) {
+      const AttentionShape& a = g_.attention[i];
+      return static_cast<double>(a.sq * a.sk * a.heads * a.head_dim);
+    };
+    std::stable_sort(small.begin(), small.end(),
+                     [&](size_t a, size_t b) { return flops(a) < flops(b); });
+    small.resize(std::min<size_t>(small.size(), 4));
+    for (size_t i : small) {
+      CPB_ASSIGN_OR_RETURN(Series ser,
+                           time_op(Kind::attention, static_cast<int>(i), 1, 1,
+                                   attention_op(g_.attention[i]), compute_head_start()));
+      out.push_back(std::move(ser));
+    }
+    for (Kind k : {Kind::copy, Kind::merge}) {
+      CPB_ASSIGN_OR_RETURN(
+          Series ser, time_op(k, 0, 1, 1, memory_op(k, g_.mem_bytes[0]), compute_head_start()));
+      out.push_back(std::move(ser));
+    }
+    if (ex_.world() > 1)
+      for (Kind k : {Kind::sendrecv, Kind::all_to_all, Kind::all_gather})
+        for (size_t i = 0; i < std::min<size_t>(2, g_.link_bytes.size()); ++i) {
+          const int64_t c = chunk(k, g_.link_bytes[i]);
+          if (c < 1) continue;
+          CPB_ASSIGN_OR_RETURN(
+              Series ser, time_op(k, static_cast<int>(i), 1, 1, link_op(k, c), comm_head_start()));
+          out.push_back(std::move(ser));
+        }
     return {};
   }
 
@@ -380,7 +426,10 @@ class RankRun {
                    : it->second.seconds / static_cast<double>(it->second.calls);
       };
       ex_.reset_host_calls();
-      for (int r = 0; r < g_.issue_samples; ++r) CPB_TRY(sample(1, op, false));
+      for (int r = 0; r < g_.issue_samples; ++r) {
+        CPB_ASSIGN_OR_RETURN(double t, sample(1, op, false));
+        s.lone_s.push_back(t);
+      }
       add_calls();
       s.issue_isolated_s = s.issue_s = per_call(kind_key);
       s.event_issue_isolated_s = s.event_issue_s = per_call("event");
@@ -400,6 +449,30 @@ class RankRun {
         }
         s.issue_s = per_call(kind_key);
         s.event_issue_s = per_call("event");
+      }
+      // A rank at a time: each rank's burst while the others wait at the host barrier (a queued
+      // collective waits on the GPU for its peers' turns; a cpu collective would block inside
+      // its call, hence stagger_collectives).
+      const bool collective = s.rec.kind == OpKind::p2p || s.rec.kind == OpKind::all_to_all ||
+                              s.rec.kind == OpKind::all_gather;
+      if (g_.issue_staggered && g_.issue_burst > 0 && ex_.world() > 1 &&
+          (!collective || g_.stagger_collectives)) {
+        sum.clear();
+        for (int r = 0; r < g_.issue_samples; ++r)
+          CPB_TRY(sample(
+              1,
+              [&](int) -> Status {
+                for (int turn = 0; turn < ex_.world(); ++turn) {
+                  CPB_TRY(ex_.barrier());
+                  if (turn != ex_.rank()) continue;
+                  ex_.reset_host_calls();
+                  for (int i = 0; i < g_.issue_burst; ++i) CPB_TRY(op(i));
+                  add_calls();
+                }
+                return {};
+              },
+              false));
+        s.issue_staggered_s = per_call(kind_key);
       }
     }
     return s;
@@ -510,30 +583,33 @@ class RankRun {
     return {};
   }
 
+  // The op of a copy or merge series of `bytes` touched; op j rotates through the buffers.
+  std::function<Status(int)> memory_op(Kind kind, int64_t bytes) {
+    if (kind == Kind::copy) {
+      const int64_t n = bytes / 4, slots = std::max<int64_t>(1, b_.ab_cap / n);
+      return [this, n, slots](int j) {
+        const int64_t at = (j % slots) * n;
+        return ex_.copy(Stream::compute, {b_.b, at, n}, {b_.a, at, n}, "copy");
+      };
+    }
+    const int64_t t = merge_tokens(bytes), h = g_.merge_heads, d = g_.merge_head_dim;
+    const int64_t slots = std::max<int64_t>(1, b_.mo_cap / (t * h * d));
+    return [this, t, h, d, slots](int j) {
+      const int64_t slot = j % slots;
+      MergeArgs m;
+      m.o = dense_view(b_.mo, slot * t * h * d, 1, t, h, d);
+      m.lse = dense_view(b_.ml, slot * t * h, 1, t, h, 1);
+      m.part_o = dense_view(b_.po, slot * t * h * d, 1, t, h, d);
+      m.part_lse = dense_view(b_.pl, slot * t * h, 1, t, h, 1);
+      return ex_.merge(Stream::compute, m, "merge");
+    };
+  }
+
   Status measure_memory(std::vector<Series>& out, Kind kind) {
     std::string line;
     for (size_t i = 0; i < g_.mem_bytes.size(); ++i) {
       const int64_t bytes = g_.mem_bytes[i];
-      std::function<Status(int)> op;
-      if (kind == Kind::copy) {
-        const int64_t n = bytes / 4, slots = std::max<int64_t>(1, b_.ab_cap / n);
-        op = [this, n, slots](int j) {
-          const int64_t at = (j % slots) * n;
-          return ex_.copy(Stream::compute, {b_.b, at, n}, {b_.a, at, n}, "copy");
-        };
-      } else {
-        const int64_t t = merge_tokens(bytes), h = g_.merge_heads, d = g_.merge_head_dim;
-        const int64_t slots = std::max<int64_t>(1, b_.mo_cap / (t * h * d));
-        op = [this, t, h, d, slots](int j) {
-          const int64_t slot = j % slots;
-          MergeArgs m;
-          m.o = dense_view(b_.mo, slot * t * h * d, 1, t, h, d);
-          m.lse = dense_view(b_.ml, slot * t * h, 1, t, h, 1);
-          m.part_o = dense_view(b_.po, slot * t * h * d, 1, t, h, d);
-          m.part_lse = dense_view(b_.pl, slot * t * h, 1, t, h, 1);
-          return ex_.merge(Stream::compute, m, "merge");
-        };
-      }
+      const std::function<Status(int)> op = memory_op(kind, bytes);
       CPB_ASSIGN_OR_RETURN(
           Series s, time_op(kind, static_cast<int>(i), 0, g_.repeats, op, compute_head_start()));
       // Small ones, like the launch copies, behind a head start.
@@ -570,6 +646,18 @@ class RankRun {
                      b_.o_cap / (s.sq * s.heads * d), b_.lse_cap / (s.sq * s.heads)}));
   }
 
+  // The op of an attention series: op j on the j-th slot of the buffers (warm: always the first).
+  std::function<Status(int)> attention_op(const AttentionShape& s) {
+    const int64_t slots = attention_slots(s);
+    return [this, s, slots](int j) -> Status {
+      // Shared blocks: an empty transfer first, so that every op of the sample is issued with a
+      // transfer in flight (timer_start clears that state).
+      if (s.shared && j == 0) CPB_TRY(ex_.p2p(Stream::comm, {}, "beside"));
+      // Warm blocks: the same buffers every op, so that the inputs stay in L2.
+      return ex_.attention(Stream::compute, attention_args(s, s.warm ? 0 : j % slots), "attention");
+    };
+  }
+
   Status measure_attention(std::vector<Series>& out) {
     const auto& shapes = g_.attention;
     // Progress once per (head_dim, gqa, heads) group.
@@ -584,17 +672,8 @@ class RankRun {
       if (i == 0 || !same_group(i, i - 1)) ++groups;
     for (size_t i = 0; i < shapes.size(); ++i) {
       const AttentionShape& s = shapes[i];
-      const int64_t slots = attention_slots(s);
-      auto op = [&](int j) -> Status {
-        // Shared blocks: an empty transfer first, so that every op of the sample is issued with
-        // a transfer in flight (timer_start clears that state).
-        if (s.shared && j == 0) CPB_TRY(ex_.p2p(Stream::comm, {}, "beside"));
-        // Warm blocks: the same buffers every op, so that the inputs stay in L2.
-        return ex_.attention(Stream::compute, attention_args(s, s.warm ? 0 : j % slots),
-                             "attention");
-      };
       CPB_ASSIGN_OR_RETURN(Series ser, time_op(Kind::attention, static_cast<int>(i), 0, g_.repeats,
-                                               op, compute_head_start()));
+                                               attention_op(s), compute_head_start()));
       out.push_back(std::move(ser));
       const bool last = i + 1 == shapes.size() || !same_group(i + 1, i);
       if (!last) continue;
@@ -619,33 +698,36 @@ class RankRun {
     return {};
   }
 
-  Status measure_link(std::vector<Series>& out, Kind kind) {
+  // The op of a link series: `c` elements to each peer (sendrecv: to the next rank).
+  std::function<Status(int)> link_op(Kind kind, int64_t c) {
     const int n = ex_.world(), r = ex_.rank();
+    if (kind == Kind::sendrecv)
+      return [this, c, n, r](int) {
+        const P2POp ops[2] = {{P2POp::Kind::send, (r + 1) % n, {b_.a, 0, c}},
+                              {P2POp::Kind::recv, (r + n - 1) % n, {b_.b, 0, c}}};
+        return ex_.p2p(Stream::comm, ops, "sendrecv");
+      };
+    if (kind == Kind::all_to_all)
+      return [this, c, n](int) {
+        std::vector<Range> send, recv;
+        for (int j = 0; j < n; ++j) {
+          send.push_back({b_.a, j * c, c});
+          recv.push_back({b_.b, j * c, c});
+        }
+        return ex_.all_to_all(Stream::comm, send, recv, "all_to_all");
+      };
+    return [this, c, n](int) {
+      return ex_.all_gather(Stream::comm, {b_.a, 0, c}, {b_.b, 0, n * c}, "all_gather");
+    };
+  }
+
+  Status measure_link(std::vector<Series>& out, Kind kind) {
+    const int n = ex_.world();
     std::string line;
     for (size_t i = 0; i < g_.link_bytes.size(); ++i) {
       const int64_t c = chunk(kind, g_.link_bytes[i]);
       if (c < 1) continue;
-      std::function<Status(int)> op;
-      if (kind == Kind::sendrecv) {
-        op = [this, c, n, r](int) {
-          const P2POp ops[2] = {{P2POp::Kind::send, (r + 1) % n, {b_.a, 0, c}},
-                                {P2POp::Kind::recv, (r + n - 1) % n, {b_.b, 0, c}}};
-          return ex_.p2p(Stream::comm, ops, "sendrecv");
-        };
-      } else if (kind == Kind::all_to_all) {
-        op = [this, c, n](int) {
-          std::vector<Range> send, recv;
-          for (int j = 0; j < n; ++j) {
-            send.push_back({b_.a, j * c, c});
-            recv.push_back({b_.b, j * c, c});
-          }
-          return ex_.all_to_all(Stream::comm, send, recv, "all_to_all");
-        };
-      } else {
-        op = [this, c, n](int) {
-          return ex_.all_gather(Stream::comm, {b_.a, 0, c}, {b_.b, 0, n * c}, "all_gather");
-        };
-      }
+      const std::function<Status(int)> op = link_op(kind, c);
       const int batch = g_.link_bytes[i] <= g_.link_batch_bytes ? g_.link_batch : 1;
       CPB_ASSIGN_OR_RETURN(Series s, time_op(kind, static_cast<int>(i), batch, g_.link_repeats, op,
                                              comm_head_start()));
@@ -777,6 +859,49 @@ std::vector<double> max_over_ranks(const std::vector<std::vector<Series>>& ranks
   return out;
 }
 
+// The same for a per-rank list of a series' other than its samples (empty if a rank has none).
+std::vector<double> max_over_ranks_of(const std::vector<std::vector<Series>>& ranks, size_t at,
+                                      std::vector<double> Series::*list) {
+  std::vector<double> out = ranks[0][at].*list;
+  for (const auto& r : ranks) {
+    if ((r[at].*list).empty()) return {};
+    for (size_t i = 0; i < out.size() && i < (r[at].*list).size(); ++i)
+      out[i] = std::max(out[i], (r[at].*list)[i]);
+  }
+  return out;
+}
+
+nlohmann::json record_json(const OpRecord& rec) {
+  return {{"bytes_sent", rec.bytes_sent},
+          {"bytes_recv", rec.bytes_recv},
+          {"flops", rec.flops},
+          {"mem_bytes", rec.mem_bytes}};
+}
+
+// A series' issue costs into its JSON and, by the kind of call, into `by_kind` (series timed by
+// time_op only: share and sustained have none). The median over ranks: each rank's host issues
+// its own ops (the maximum overstated the strategies' per-call costs). The cross-stream chain
+// gives the event calls' (its copies are the launch copies again).
+void add_issue_costs(nlohmann::json& j, const std::vector<std::vector<Series>>& ranks, size_t at,
+                     std::map<std::string, std::vector<double>>& by_kind) {
+  auto issue_median = [&](double Series::*field) {
+    std::vector<double> per_rank;
+    for (const auto& r : ranks)
+      if (r[at].*field > 0) per_rank.push_back(r[at].*field);
+    return per_rank.empty() ? 0.0 : summarize(per_rank).median;
+  };
+  const Series& s = ranks[0][at];
+  const bool events = s.kind == Kind::wait;
+  const double issue = issue_median(events ? &Series::event_issue_s : &Series::issue_s);
+  if (issue <= 0) return;
+  j[events ? "event_issue_us" : "issue_us"] = issue * 1e6;
+  j[events ? "event_issue_isolated_us" : "issue_isolated_us"] =
+      issue_median(events ? &Series::event_issue_isolated_s : &Series::issue_isolated_s) * 1e6;
+  if (const double st = issue_median(&Series::issue_staggered_s); st > 0 && !events)
+    j["issue_staggered_us"] = st * 1e6;
+  by_kind[events ? "event" : std::string(to_string(s.rec.kind))].push_back(issue);
+}
+
 std::string num(double x) {
   return fmt::format("{:.5g}", x);
 }
@@ -865,6 +990,10 @@ Grid default_grid(bool quick, bool gpu) {
     g.issue_burst = 8;
     g.issue_max_flops = 4e9;  // the generic kernel's blocks up to ~1 ms
     g.issue_max_bytes = 64 * kMiB;
+    g.issue_staggered = true;
+    g.stagger_collectives = true;  // NCCL queues them: a rank's turn does not wait for its peers
+    g.issue_ranks = true;
+    g.lone_tables = true;
     g.sample_s = all ? 2e-3 : 0.5e-3;
     g.idle_ratio = all ? 1.0 : 0.0;
     if (all) {
@@ -900,6 +1029,9 @@ Grid default_grid(bool quick, bool gpu) {
     g.issue_burst = 2;
     g.issue_max_flops = 1e8;
     g.issue_max_bytes = kMiB;
+    g.issue_staggered = true;  // compute ops only: a cpu collective runs inside its call
+    g.issue_ranks = true;
+    g.lone_tables = true;
     g.mem_bytes = quick ? powers(64 * kKiB, kMiB, 4) : powers(64 * kKiB, 4 * kMiB, 4);
     g.share = {true, 64, 1, 2, quick ? 128 : 256, quick ? 128 : 256};
     g.head_start_block = {true, 64, 1, 1, 16, 16};
@@ -957,6 +1089,10 @@ nlohmann::json to_json(const Grid& g) {
           {"issue_burst", g.issue_burst},
           {"issue_max_flops", g.issue_max_flops},
           {"issue_max_bytes", g.issue_max_bytes},
+          {"issue_staggered", g.issue_staggered},
+          {"stagger_collectives", g.stagger_collectives},
+          {"issue_ranks", g.issue_ranks},
+          {"lone_tables", g.lone_tables},
           {"sample_s", g.sample_s},
           {"idle_ratio", g.idle_ratio},
           {"sustained", sustained},
@@ -1050,6 +1186,24 @@ Expected<Summary> run(const Options& o) {
   }));
   for (const auto& r : ranks)
     CPB_REQUIRE(r.size() == ranks[0].size(), "internal: the ranks measured different series");
+  // Grid::issue_ranks: the issue costs in runs of 1 .. world-1 ranks, each its own backend, as a
+  // sweep's point of that many ranks runs (its own communicators and host threads).
+  std::map<int, std::vector<std::vector<Series>>> fewer;
+  if (grid.issue_ranks && plan.world > 1) {
+    backend.reset();  // the main run's communicators first
+    for (int m = 1; m < plan.world; ++m) {
+      CPB_ASSIGN_OR_RETURN(auto sub, make_backend(plan.backend, m, DType::bf16, o.timeout_s));
+      auto& rs = fewer[m];
+      rs.resize(static_cast<size_t>(m));
+      CPB_TRY(sub->run([&](Executor& ex) -> Status {
+        RankRun rr(ex, grid, [](const std::string&) {});
+        return rr.run_issue(rs[static_cast<size_t>(ex.rank())]);
+      }));
+      for (const auto& r : rs)
+        CPB_REQUIRE(r.size() == rs[0].size(), "internal: the ranks measured different series");
+      say(fmt::format("issue costs on {} rank(s): {} series", m, rs[0].size()));
+    }
+  }
 
   // --- reduce ---
   std::vector<std::string> notes;
@@ -1089,18 +1243,22 @@ Expected<Summary> run(const Options& o) {
     for (const auto& r : ranks)
       for (size_t i = 0; i < on_gpu.size() && i < r[at].gpu_s.size(); ++i)
         on_gpu[i] = std::max(on_gpu[i], r[at].gpu_s[i]);
-    const std::vector<double> v = on_gpu.empty() ? max_over_ranks(ranks, at, 0) : on_gpu;
+    std::vector<double> v = on_gpu.empty() ? max_over_ranks(ranks, at, 0) : on_gpu;
+    // Grid::lone_tables: a cold block's or a batched transfer's table from its samples of one op.
+    const std::vector<double> lone = max_over_ranks_of(ranks, at, &Series::lone_s);
+    const bool link =
+        s.kind == Kind::sendrecv || s.kind == Kind::all_to_all || s.kind == Kind::all_gather;
+    const bool by_lone =
+        grid.lone_tables && !lone.empty() &&
+        ((s.kind == Kind::attention && !grid.attention[static_cast<size_t>(s.index)].shared &&
+          !grid.attention[static_cast<size_t>(s.index)].warm) ||
+         (link && s.batch > 1));
+    std::vector<double> batch_v;
+    if (by_lone) batch_v = std::exchange(v, lone);
     const TimeStats st = summarize(v);
-    nlohmann::json j = {{"kind", kind_name(s.kind)},
-                        {"batch", s.batch},
-                        {"record",
-                         {{"bytes_sent", s.rec.bytes_sent},
-                          {"bytes_recv", s.rec.bytes_recv},
-                          {"flops", s.rec.flops},
-                          {"mem_bytes", s.rec.mem_bytes}}},
-                        {"seconds_per_op", v},
-                        {"stats", to_json(st)},
-                        {"per_rank", samples_json(at, 0)}};
+    nlohmann::json j = {{"kind", kind_name(s.kind)},    {"batch", s.batch},
+                        {"record", record_json(s.rec)}, {"seconds_per_op", v},
+                        {"stats", to_json(st)},         {"per_rank", samples_json(at, 0)}};
     if (!on_gpu.empty()) {
       const std::vector<double> wall = max_over_ranks(ranks, at, 0);
       j["seconds_per_op_from"] =
@@ -1113,24 +1271,18 @@ Expected<Summary> run(const Options& o) {
       j["head_start_noisy"] = true;
       ++head_noisy;
     }
-    // The median over ranks: each rank's host issues its own ops (the maximum overstated the
-    // strategies' per-call costs). The cross-stream chain gives the event calls' (its copies
-    // are the launch copies again).
-    auto issue_median = [&](double Series::*field) {
-      std::vector<double> per_rank;
-      for (const auto& r : ranks)
-        if (r[at].*field > 0) per_rank.push_back(r[at].*field);
-      return per_rank.empty() ? 0.0 : summarize(per_rank).median;
-    };
-    const bool events = s.kind == Kind::wait;
-    const double issue = issue_median(events ? &Series::event_issue_s : &Series::issue_s);
-    if (issue > 0) {  // series timed by time_op (not share, not sustained)
-      const std::string k = events ? "event" : std::string(to_string(s.rec.kind));
-      j[events ? "event_issue_us" : "issue_us"] = issue * 1e6;
-      j[events ? "event_issue_isolated_us" : "issue_isolated_us"] =
-          issue_median(events ? &Series::event_issue_isolated_s : &Series::issue_isolated_s) * 1e6;
-      issue_by_kind[k].push_back(issue);
+    if (!lone.empty()) {
+      j["lone_seconds_per_op"] = lone;
+      j["lone_stats"] = to_json(summarize(lone));
     }
+    if (by_lone) {
+      j["seconds_per_op_from"] =
+          "lone: one op a sample after the timer's L2 flush (the issue samples), the slowest "
+          "rank's";
+      j["batch_seconds_per_op"] = batch_v;
+      j["batch_stats"] = to_json(summarize(batch_v));
+    }
+    add_issue_costs(j, ranks, at, issue_by_kind);
     CPB_REQUIRE(st.median > 0 || s.kind == Kind::lead,
                 "the {} clock gave no time to {} (sample {}): it is too coarse", plan.backend,
                 kind_name(s.kind), at);
@@ -1263,6 +1415,21 @@ Expected<Summary> run(const Options& o) {
     }
     raw.push_back(std::move(j));
   }
+  // The runs of fewer ranks: their issue costs only (a series a line, with its rank count).
+  std::map<int, std::map<std::string, double>> issue_ranks_us;
+  for (const auto& [m, rs] : fewer) {
+    std::map<std::string, std::vector<double>> by_kind;
+    for (size_t at = 0; at < rs[0].size(); ++at) {
+      const Series& s = rs[0][at];
+      nlohmann::json j = {{"kind", kind_name(s.kind)},
+                          {"ranks", m},
+                          {"batch", s.batch},
+                          {"record", record_json(s.rec)}};
+      add_issue_costs(j, rs, at, by_kind);
+      raw.push_back(std::move(j));
+    }
+    for (const auto& [k, v] : by_kind) issue_ranks_us[m][k] = summarize(v).median * 1e6;
+  }
   if (head_noisy > 0)
     notes.push_back(fmt::format(
         "{} series timed behind a head start kept their back-to-back wall time: the head's "
@@ -1356,6 +1523,14 @@ Expected<Summary> run(const Options& o) {
     for (const auto& [k, v] : issue_by_kind)
       parts.push_back(k + ": " + num(summarize(v).median * 1e6));
     lines.push_back(fmt::format("issue_us: {{{}}}", fmt::join(parts, ", ")));
+    if (!issue_ranks_us.empty()) {
+      lines.push_back("issue_us_ranks:");
+      for (const auto& [m, costs] : issue_ranks_us) {
+        parts.clear();
+        for (const auto& [k, us] : costs) parts.push_back(k + ": " + num(us));
+        lines.push_back(fmt::format("  {}: {{{}}}", m, fmt::join(parts, ", ")));
+      }
+    }
     if (lead_s > 0) lines.push_back("issue_lead_us: " + num(lead_s * 1e6));
   }
   if (!sustained.empty()) {
@@ -1410,6 +1585,8 @@ Expected<Summary> run(const Options& o) {
               parsed.ok() ? "" : parsed.error().str());
 
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  nlohmann::json issue_ranks_json = nlohmann::json::object();  // keyed by the rank count's text
+  for (const auto& [m, costs] : issue_ranks_us) issue_ranks_json[std::to_string(m)] = costs;
   nlohmann::json doc = {
       {"schema", "cpbench.calibration/2"},
       {"profile", plan.yaml_path},
@@ -1441,7 +1618,8 @@ Expected<Summary> run(const Options& o) {
         {"share_measured",
          share_alone > 0 ? nlohmann::json(share_beside / share_alone) : nlohmann::json(nullptr)},
         {"sendrecv_beside_attention_s", transfer_beside},
-        {"attention_points", points.size()}}},
+        {"attention_points", points.size()},
+        {"issue_us_ranks", issue_ranks_json}}},
       {"notes", notes},
       {"series_file", fs::path(plan.series_path).filename().string()},
       {"series_count", raw.size()}};

@@ -118,6 +118,20 @@ struct Grid {
   int issue_burst = 0;
   double issue_max_flops = 0;
   int64_t issue_max_bytes = 0;
+  // ... and a burst of issue_burst ops a rank in turn, the others waiting (issue_staggered_us in
+  // the JSON: the same call without the other ranks' host threads issuing at the same time);
+  // collectives only where they are queued, not run inside the call (stagger_collectives).
+  bool issue_staggered = false;
+  bool stagger_collectives = false;
+  // The issue costs again in runs of 1 .. ranks-1 ranks (issue_us_ranks): a few small blocks,
+  // the smallest copy and merge, the two smallest sizes of each link op, the cross-stream chain.
+  bool issue_ranks = false;
+  // The tables of cold attention blocks (neither shared nor warm) with issue samples, and of the
+  // batched link sizes, take the time of one op a sample (the issue samples', each after the
+  // timer's L2 flush, which the host's issue overtakes: the op alone on the GPU, its inputs out
+  // of L2), as a strategy's first block of an iteration and each of its transfers run; the
+  // batches' times stay in the JSON.
+  bool lone_tables = false;
   double sample_s = 0;  // a compute sample's target duration (sets its batch)
   int max_batch = 0;
   int64_t rotate_bytes = 0;  // compute ops cycle through at least this much memory per buffer

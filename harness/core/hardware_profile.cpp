@@ -35,6 +35,7 @@ constexpr double kMaxGbps = 1e6;
 constexpr double kMaxCount = 1125899906842624.0;
 constexpr double kMaxCurveValue = 1e12;
 constexpr double kMaxLaunchUs = 1e6;
+constexpr int64_t kMaxRanks = 1 << 20;  // rank counts (issue_us_ranks)
 constexpr double kMaxShareFactor = 10;
 
 // Text for a message: printable ASCII as is, other bytes as \xNN, long text cut short.
@@ -309,6 +310,22 @@ Status read_sustained(const YAML::Node& n, HardwareProfile& p, Where& where) {
   return {};
 }
 
+// A map of op kind (or `event`) to the host's time in us to issue one such call (issue_us).
+Status read_issue_costs(const YAML::Node& n, const std::string& path,
+                        std::map<std::string, double, std::less<>>& out, Where& where) {
+  std::vector<std::string> kinds;
+  for (int k = 0; k < kOpKinds; ++k) kinds.emplace_back(to_string(static_cast<OpKind>(k)));
+  kinds.emplace_back("event");
+  return read_map(n, path, kinds, where, [&](const std::string& k, const YAML::Node& v) -> Status {
+    CPB_ASSIGN_OR_RETURN(
+        out[k], read_in_range(v, "us", 0, kMaxLaunchUs,
+                              fmt::format("give the host's time to issue one {} call in "
+                                          "microseconds",
+                                          k)));
+    return {};
+  });
+}
+
 Status read_links(const YAML::Node& n, HardwareProfile& p, Where& where) {
   return read_map(
       n, "links", link_classes(), where,
@@ -431,20 +448,23 @@ const std::vector<Field>& fields() {
        }},
       {"issue_us", false, "",
        [](const YAML::Node& n, HardwareProfile& p, Where& w) -> Status {
-         std::vector<std::string> kinds;
-         for (int k = 0; k < kOpKinds; ++k)
-           kinds.emplace_back(to_string(static_cast<OpKind>(k)));
-         kinds.emplace_back("event");
-         return read_map(n, "issue_us", kinds, w,
-                         [&](const std::string& k, const YAML::Node& v) -> Status {
-                           CPB_ASSIGN_OR_RETURN(
-                               p.issue_us[k],
-                               read_in_range(v, "us", 0, kMaxLaunchUs,
-                                             fmt::format("give the host's time to issue one {} "
-                                                         "call in microseconds",
-                                                         k)));
-                           return {};
-                         });
+         return read_issue_costs(n, "issue_us", p.issue_us, w);
+       }},
+      {"issue_us_ranks", false, "",
+       [](const YAML::Node& n, HardwareProfile& p, Where& w) -> Status {
+         if (!n.IsMap())
+           return CPB_ERROR("expected a map of rank counts to issue_us maps, e.g. `{{2: {{p2p: "
+                            "8}}}}`, got {}",
+                            kind_of(n));
+         for (const auto& kv : n) {
+           w.line = line_of(kv.first, w.line);
+           w.key = "issue_us_ranks." + shown(kv.first.IsScalar() ? kv.first.Scalar() : "?");
+           CPB_ASSIGN_OR_RETURN(int64_t r, read_count(kv.first, "ranks"));
+           CPB_REQUIRE(r <= kMaxRanks, "{} ranks: at most {}", r, kMaxRanks);
+           CPB_REQUIRE(!p.issue_us_ranks.contains(static_cast<int>(r)), "given twice: keep one");
+           CPB_TRY(read_issue_costs(kv.second, w.key, p.issue_us_ranks[static_cast<int>(r)], w));
+         }
+         return {};
        }},
       {"share_factor", false, "",
        [](const YAML::Node& n, HardwareProfile& p, Where&) -> Status {

@@ -23,6 +23,10 @@
 //                   ops one after the other on a host clock, and an op starts no earlier than
 //                   its issue has ended (a host that cannot keep up leaves the GPU idle). A kind
 //                   left out costs nothing; without the map the host is never the bottleneck.
+//   issue_us_ranks: optional map of a rank count R >= 1 to a map like issue_us: the issue costs
+//                   measured in a run of R ranks (the cuda backend runs a rank a host thread in
+//                   one process: calls cost more with more threads and peers); a run of R ranks
+//                   takes its kinds from here and the others from issue_us
 //   issue_lead_us:  optional number >= 0: how long before the timer's start the host begins to
 //                   issue an iteration's ops (the cuda backend queues its L2 flush ahead of the
 //                   start event, and the host issues on while the GPU flushes): the sim's host
@@ -133,7 +137,9 @@ struct HardwareProfile {
   double launch_us = 0;
   double wait_us = 0;  // a cross-stream event's latency on the GPU
   std::map<std::string, double, std::less<>>
-      issue_us;              // by op kind name or "event"; empty: no host clock
+      issue_us;  // by op kind name or "event"; empty: no host clock
+  std::map<int, std::map<std::string, double, std::less<>>>
+      issue_us_ranks;        // by the run's rank count: its own issue costs, where measured
   double issue_lead_us = 0;  // the host's head start on the GPU's timer
   double share_factor = 1;
   double comm_share_factor = 1;

@@ -42,6 +42,17 @@ TEST(CalibrateGpu, QuickProfileReadsBackAndDrivesTheSim) {
     EXPECT_GT(prof->issue_us.at(k), 0) << k;
     EXPECT_LT(prof->issue_us.at(k), 1000) << k;  // microseconds, not seconds or nanoseconds
   }
+  // With 2 GPUs, the issue costs again in a run of one rank (its own backend).
+  if (gpus > 1) {
+    ASSERT_TRUE(prof->issue_us_ranks.count(1));
+    for (const std::string k : {"attention", "copy", "merge", "event"}) {
+      ASSERT_TRUE(prof->issue_us_ranks.at(1).count(k)) << k;
+      EXPECT_GT(prof->issue_us_ranks.at(1).at(k), 0) << k;
+      EXPECT_LT(prof->issue_us_ranks.at(1).at(k), 1000) << k;
+    }
+  } else {
+    EXPECT_TRUE(prof->issue_us_ranks.empty());
+  }
   for (const std::string strategy : {"ring_pass_kv", "allgather", "ring_pass_q", "ulysses"}) {
     ExecSpec spec;
     spec.backend = "sim";

@@ -71,27 +71,33 @@ TEST_F(Calibrate, CpuQuickWritesAProfileTheSimAccepts) {
   std::ifstream f(path("cpu.json"));
   const auto j = nlohmann::json::parse(f);
   const auto series = testing_support::calibration_series(out);
-  int traced = 0, walled = 0;
+  // The batched sizes' tables take their samples of one op each (Grid::lone_tables), the batch's
+  // times kept beside. Collectives are not issued a rank at a time here (a cpu collective runs
+  // inside its call).
+  int batched = 0, walled = 0;
   for (const auto& s : series) {
     const std::string kind = s["kind"];
     if (kind != "sendrecv" && kind != "all_to_all" && kind != "all_gather") continue;
     EXPECT_GT(s.value("issue_us", 0.0), 0) << s.dump();           // a burst behind the head start
     EXPECT_GT(s.value("issue_isolated_us", 0.0), 0) << s.dump();  // one op a sample
-    if (s.value("head_start_noisy", false)) {  // the cpu's timer noise beat the batch: wall time
-      ++traced;
-      EXPECT_EQ(s["batch"].get<int>(), 8) << s.dump();
-      EXPECT_FALSE(s.contains("seconds_per_op_from")) << s.dump();
-    } else if (s.contains("seconds_per_op_from")) {
-      ++traced;
-      EXPECT_EQ(s["batch"].get<int>(), 8) << s.dump();
-      EXPECT_EQ(s["seconds_per_op"].size(), 3u) << s.dump();  // a value per pair of samples
-      EXPECT_TRUE(s.contains("wall_seconds_per_op")) << s.dump();
+    EXPECT_FALSE(s.contains("issue_staggered_us")) << s.dump();
+    EXPECT_EQ(s["lone_seconds_per_op"].size(), 2u) << s.dump();  // the issue samples
+    if (s["batch"].get<int>() == 8) {
+      ++batched;
+      EXPECT_EQ(s["seconds_per_op"], s["lone_seconds_per_op"]) << s.dump();
+      EXPECT_EQ(s["seconds_per_op_from"].get<std::string>().rfind("lone:", 0), 0u) << s.dump();
+      // Behind the head start, a value per pair of samples, or (the cpu's timer noise beat the
+      // batch) the wall time per op.
+      const bool headed = !s.value("head_start_noisy", false);
+      EXPECT_EQ(s["batch_seconds_per_op"].size(), headed ? 3u : 5u) << s.dump();
+      EXPECT_EQ(s.contains("wall_seconds_per_op"), headed) << s.dump();
     } else {
       ++walled;
       EXPECT_EQ(s["batch"].get<int>(), 1) << s.dump();
+      EXPECT_FALSE(s.contains("batch_seconds_per_op")) << s.dump();
     }
   }
-  EXPECT_EQ(traced, 6);  // 4 KiB and 16 KiB, three collectives
+  EXPECT_EQ(batched, 6);  // 4 KiB and 16 KiB, three collectives
   EXPECT_GT(walled, 0);
   // The launch copies too: the head start and batch less the head start alone, a value per pair.
   EXPECT_TRUE(j["grid"]["head_start"].get<bool>());
@@ -125,9 +131,34 @@ TEST_F(Calibrate, CpuQuickWritesAProfileTheSimAccepts) {
                           [](const AttentionPoint& a) { return !a.causal && a.warm; }));
   EXPECT_EQ(j["grid"]["issue_samples"].get<int>(), 2);
   EXPECT_EQ(j["grid"]["issue_burst"].get<int>(), 2);
-  for (const auto& s : series)
-    if (s["kind"] == "attention" && s["shape"]["warm"].get<bool>())
+  // Small cold blocks take their samples of one op each, after the timer's flush; warm ones
+  // keep their batches. Compute ops are also issued a rank at a time.
+  int lone_blocks = 0;
+  for (const auto& s : series) {
+    if (s["kind"] != "attention" || s.contains("ranks")) continue;
+    if (s["shape"]["warm"].get<bool>()) {
       EXPECT_GT(s.value("issue_us", 0.0), 0) << s.dump();
+      EXPECT_FALSE(s.contains("batch_seconds_per_op")) << s.dump();
+    }
+    EXPECT_GT(s.value("issue_staggered_us", 0.0), 0) << s.dump();
+    if (s.contains("batch_seconds_per_op")) {
+      ++lone_blocks;
+      EXPECT_FALSE(s["shape"]["shared"].get<bool>()) << s.dump();
+      EXPECT_EQ(s["seconds_per_op"], s["lone_seconds_per_op"]) << s.dump();
+    }
+  }
+  EXPECT_GT(lone_blocks, 0);
+  // The issue costs in a run of one rank (Grid::issue_ranks): the chain's events, the smallest
+  // blocks, a copy and a merge, in the JSON (the cpu backend's profile has no issue costs).
+  const auto& fewer = j["summary"]["issue_us_ranks"];
+  ASSERT_TRUE(fewer.contains("1")) << fewer.dump();
+  for (const char* k : {"attention", "copy", "merge", "event"})
+    EXPECT_GT(fewer["1"].value(k, 0.0), 0) << k << ": " << fewer.dump();
+  EXPECT_FALSE(fewer.contains("2")) << fewer.dump();
+  EXPECT_TRUE(p->issue_us_ranks.empty());
+  const auto one = std::count_if(series.begin(), series.end(),
+                                 [](const auto& s) { return s.value("ranks", 0) == 1; });
+  EXPECT_EQ(one, 1 + 4 + 2);  // the chain, four blocks, a copy and a merge
 }
 
 TEST_F(Calibrate, OneRankSkipsTheLinksAndStaysValid) {

@@ -247,9 +247,11 @@ Expected<double> CostModel::transfer_seconds(const OpRecord& rec, int rank, int 
   return interpolate_time(c, bytes);
 }
 
-double CostModel::issue_seconds(const OpRecord& rec) const {
-  if (p_.issue_us.empty()) return 0;
+double CostModel::issue_seconds(const OpRecord& rec, int world) const {
+  const auto by_ranks = p_.issue_us_ranks.find(world);
   auto us = [&](std::string_view k) {
+    if (by_ranks != p_.issue_us_ranks.end())
+      if (const auto it = by_ranks->second.find(k); it != by_ranks->second.end()) return it->second;
     const auto it = p_.issue_us.find(k);
     return it == p_.issue_us.end() ? 0.0 : it->second;
   };

@@ -62,9 +62,10 @@ class CostModel {
 
   // Seconds op `rec` of rank `rank` in a world of `world` ranks takes once started.
   Expected<double> seconds(const OpRecord& rec, int rank, int world) const;
-  // The host's seconds to issue `rec` (the profile's issue_us of its kind, plus an event record
-  // and wait for each event its stream waited on before it); 0 without issue_us.
-  double issue_seconds(const OpRecord& rec) const;
+  // The host's seconds to issue `rec` in a run of `world` ranks (the profile's issue_us of its
+  // kind, from issue_us_ranks where that gives the kind for `world`, plus an event record and
+  // wait for each event its stream waited on before it); 0 without issue costs.
+  double issue_seconds(const OpRecord& rec, int world) const;
 
   // TF/s of an attention block (visible pairs only) before the share factor; `shared`: issued
   // beside a transfer (the profile's shared points where its head_dim has any).

@@ -94,7 +94,7 @@ Expected<double> SimExecutor::timer_stop() {
   size_t next = 0;
   sh_.programs[static_cast<size_t>(r)] = program_from_log(
       log_, [&](const OpRecord&) { return cost[next++]; },
-      [&](const OpRecord& rec) { return sh_.model.issue_seconds(rec); });
+      [&](const OpRecord& rec) { return sh_.model.issue_seconds(rec, world()); });
   sh_.programs[static_cast<size_t>(r)].host_lead_s = sh_.model.profile().issue_lead_us * 1e-6;
   sh_.programs[static_cast<size_t>(r)].wait_s = sh_.model.profile().wait_us * 1e-6;
   CPB_TRY(barrier());

@@ -310,20 +310,24 @@ TEST(SimCostModel, ProfilesWithoutTablesUseCAndBW) {
 }
 
 // The host's issue time: the kind's issue_us, plus an event record and wait per wait; nothing
-// for a kind the profile leaves out, nor without issue_us.
+// for a kind the profile leaves out, nor without issue_us. A run of R ranks takes the kinds that
+// issue_us_ranks gives for R from there, the others from issue_us.
 TEST(SimCostModel, IssueTimeComesFromTheProfilesIssueCosts) {
   HardwareProfile p;
   p.peak_tflops = 200;
   p.bandwidth_gbps = 50;
   OpRecord a = attention_op(BlockMask::Kind::full, 0, false);
   a.waits = {0, 3};
-  EXPECT_DOUBLE_EQ(CostModel(p).issue_seconds(a), 0);
+  EXPECT_DOUBLE_EQ(CostModel(p).issue_seconds(a, 4), 0);
   p.issue_us = {{"attention", 5}, {"event", 0.5}};
+  p.issue_us_ranks[2] = {{"attention", 3}, {"p2p", 7}};
   CostModel m(p);
-  EXPECT_NEAR(m.issue_seconds(a), (5 + 2 * 2 * 0.5) * 1e-6, 1e-18);
+  EXPECT_NEAR(m.issue_seconds(a, 4), (5 + 2 * 2 * 0.5) * 1e-6, 1e-18);
+  EXPECT_NEAR(m.issue_seconds(a, 2), (3 + 2 * 2 * 0.5) * 1e-6, 1e-18);
   OpRecord t;
   t.kind = OpKind::p2p;
-  EXPECT_DOUBLE_EQ(m.issue_seconds(t), 0);
+  EXPECT_DOUBLE_EQ(m.issue_seconds(t, 4), 0);
+  EXPECT_NEAR(m.issue_seconds(t, 2), 7e-6, 1e-18);
 }
 
 TEST(SimCostModel, LinkClassFollowsTheTopologyAndMissingLinksAreErrors) {

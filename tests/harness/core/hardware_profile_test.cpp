@@ -27,6 +27,7 @@ TEST(HardwareProfileTables, FullProfileParses) {
       std::string(kHead) +
           "launch_us: 3.5\nshare_factor: 1.25\ncomm_share_factor: 1.4\n"
           "issue_us: {attention: 4.5, p2p: 9, event: 0.25}\nissue_lead_us: 38.5\nwait_us: 2.75\n"
+          "issue_us_ranks: {1: {attention: 3.5}, 3: {all_to_all: 11, event: 0.5}}\n"
           "sustained:\n"
           "  - {duty: 1, tokens: 4096, seconds: [0.1], slowdown: [1.3]}\n"
           "  - {duty: 1, tokens: 1024, seconds: [0, 0.5], slowdown: [1, 1.2]}\n"
@@ -49,6 +50,11 @@ TEST(HardwareProfileTables, FullProfileParses) {
   EXPECT_DOUBLE_EQ(p->wait_us, 2.75);
   EXPECT_EQ(p->issue_us, (std::map<std::string, double, std::less<>>{
                              {"attention", 4.5}, {"p2p", 9}, {"event", 0.25}}));
+  ASSERT_EQ(p->issue_us_ranks.size(), 2u);
+  EXPECT_EQ(p->issue_us_ranks.at(1),
+            (std::map<std::string, double, std::less<>>{{"attention", 3.5}}));
+  EXPECT_EQ(p->issue_us_ranks.at(3),
+            (std::map<std::string, double, std::less<>>{{"all_to_all", 11}, {"event", 0.5}}));
   ASSERT_EQ(p->sustained.size(), 3u);  // sorted by tokens, then duty
   EXPECT_EQ(p->sustained[0].tokens, 1024);
   EXPECT_EQ(p->sustained[2].tokens, 4096);
@@ -167,6 +173,16 @@ TEST(HardwareProfileTables, BadTablesNameFileLineAndInnerKey) {
   EXPECT_TRUE(has(e, "issue_us.sendrecv:") && has(e, "unknown key") && has(e, "all_to_all")) << e;
   e = err("issue_us: 5\n");
   EXPECT_TRUE(has(e, "issue_us:") && has(e, "expected a map")) << e;
+  e = err("issue_us_ranks: {0: {p2p: 3}}\n");
+  EXPECT_TRUE(has(e, "issue_us_ranks.0:") && has(e, "ranks")) << e;
+  e = err("issue_us_ranks: {2: {p2p: -3}}\n");
+  EXPECT_TRUE(has(e, "issue_us_ranks.2.p2p:") && has(e, "outside 0..")) << e;
+  e = err("issue_us_ranks: {2: {send: 3}}\n");
+  EXPECT_TRUE(has(e, "issue_us_ranks.2.send:") && has(e, "unknown key")) << e;
+  e = err("issue_us_ranks: {2: {p2p: 3}, 2.0: {p2p: 4}}\n");
+  EXPECT_TRUE(has(e, "issue_us_ranks.2.0:") && has(e, "given twice")) << e;
+  e = err("issue_us_ranks: [2]\n");
+  EXPECT_TRUE(has(e, "issue_us_ranks:") && has(e, "rank counts")) << e;
   e = err("sustained:\n  - {duty: 1.5, seconds: [0], slowdown: [1]}\n");
   EXPECT_TRUE(has(e, "hw.yaml:5: sustained[0].duty:") && has(e, "more than 1")) << e;
   e = err("sustained:\n  - {duty: 1, seconds: [0.5, 0.2], slowdown: [1, 1]}\n");
