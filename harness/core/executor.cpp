@@ -336,8 +336,10 @@ std::pair<int64_t, int64_t> view_span(const View& v) {
 }  // namespace
 
 void Executor::note_written(Buf b, int64_t begin, int64_t end) {
-  // Only the logged or traced iterations use OpRecord::kv_fresh: timed ones skip the work.
-  if ((logging_ || tracing_) && end > begin) written_.push_back({b.id, begin, end});
+  // Only the logged or traced iterations use OpRecord::kv_fresh (and every iteration of a
+  // backend that prices ops from their records): the others skip the work.
+  if ((logging_ || tracing_ || keeps_every_record_) && end > begin)
+    written_.push_back({b.id, begin, end});
 }
 
 void Executor::note_written(const View& v) {
@@ -346,7 +348,7 @@ void Executor::note_written(const View& v) {
 }
 
 bool Executor::was_written(const View& v) const {
-  if (written_.empty()) return false;  // timed iterations: nothing kept, nothing to work out
+  if (written_.empty()) return false;  // nothing kept (or written), nothing to work out
   const auto [b, e] = view_span(v);
   return std::any_of(written_.begin(), written_.end(),
                      [&](const Span& w) { return w.buf == v.buf.id && w.begin < e && b < w.end; });

@@ -359,6 +359,10 @@ class Executor {
   ElemKind kind_of(Buf b) const { return bufs_[b.id].kind; }
   Status check_range(const Range& r, std::string_view what) const;
 
+  // A backend that prices every iteration from its ops' records (the sim) calls this: the records
+  // then carry kv_fresh in timed iterations too, not only in logged or traced ones.
+  void keep_every_record() { keeps_every_record_ = true; }
+
  private:
   struct BufInfo {
     std::string name;
@@ -388,12 +392,14 @@ class Executor {
   int last_logged_[2] = {-1, -1};  // log index of each stream's latest op
   bool comm_in_flight_ = false;    // OpRecord::comm_in_flight of the next op
   // The element spans [begin, end) of each buffer that ops of this iteration wrote as their
-  // output (copies and receives: OpRecord::kv_fresh), kept while logging or tracing.
+  // output (copies and receives: OpRecord::kv_fresh), kept while logging or tracing, and in
+  // every iteration where the backend reads every op's record (keeps_every_record).
   struct Span {
     int buf;
     int64_t begin, end;
   };
   std::vector<Span> written_;
+  bool keeps_every_record_ = false;  // keep_every_record()
   void note_written(Buf b, int64_t begin, int64_t end);
   void note_written(const View& v);
   bool was_written(const View& v) const;

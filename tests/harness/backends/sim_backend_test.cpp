@@ -104,6 +104,35 @@ TEST(SimBackend, TraceSlicesAreTheTimeline) {
   EXPECT_NEAR(res->iteration_times_s[0], last_end, 1e-15);
 }
 
+// Timed iterations price a block whose K/V the iteration received (kv_fresh) by the warm points,
+// as the traced iteration does: the timed time is the trace's end, and the fresh blocks are
+// faster than the cold ones (regression: timed iterations once priced every block cold).
+TEST(SimBackend, TimedIterationsPriceFreshBlocksWarm) {
+  testing_support::TempDir dir;
+  const std::string path = dir.file("warm.yaml");
+  std::ofstream(path) << "name: warm\npeak_tflops: 100\nbandwidth_gbps: 1\nattention:\n"
+                         "  - {mask: full, head_dim: 16, sq: 1, sk: 1, tflops: 1}\n"
+                         "  - {mask: full, head_dim: 16, sq: 4096, sk: 4096, tflops: 1}\n"
+                         "  - {mask: full, head_dim: 16, sq: 1, sk: 1, tflops: 3, warm: true}\n"
+                         "  - {mask: full, head_dim: 16, sq: 4096, sk: 4096, tflops: 3, "
+                         "warm: true}\n"
+                         "links:\n  nvlink:\n    ranks: 4\n"
+                         "    sendrecv: {bytes: [1000, 2000], us: [1, 2]}\n";
+  auto res = execute_point(sim_spec("ring_pass_kv", 2, prefill(MaskKind::full, 8, 4), path));
+  ASSERT_TRUE(res.ok()) << res.error().str();
+  double last_end = 0, fresh = 0, cold = 0;
+  for (const auto& rk : res->ranks)
+    for (const auto& t : rk.trace) {
+      last_end = std::max(last_end, t.end_s);
+      if (t.kind == OpKind::attention) (t.kv_fresh ? fresh : cold) = t.end_s - t.begin_s;
+    }
+  ASSERT_GT(fresh, 0);
+  ASSERT_GT(cold, 0);
+  EXPECT_NEAR(cold / fresh, 3, 1e-9);
+  EXPECT_NEAR(res->iteration_times_s[0], last_end, 1e-15);
+  EXPECT_EQ(res->iteration_times_s[0], res->iteration_times_s[1]);
+}
+
 TEST(SimBackend, RingPassKvMatchesTheRingClosedForm) {
   // Full mask: every rank does the same attention each step, c = FLOPs per step / 100 TF/s; the
   // transfer of the packed K,V block takes t = 1 ns per byte; no launch, merge or copy cost.
