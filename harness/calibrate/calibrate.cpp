@@ -450,13 +450,11 @@ class RankRun {
         s.issue_s = per_call(kind_key);
         s.event_issue_s = per_call("event");
       }
-      // A rank at a time: each rank's burst while the others wait at the host barrier (a queued
-      // collective waits on the GPU for its peers' turns; a cpu collective would block inside
-      // its call, hence stagger_collectives).
+      // A rank at a time: each rank's burst while the others wait at the barrier (Grid::
+      // issue_staggered: not collectives, whose turn would wait for its peers').
       const bool collective = s.rec.kind == OpKind::p2p || s.rec.kind == OpKind::all_to_all ||
                               s.rec.kind == OpKind::all_gather;
-      if (g_.issue_staggered && g_.issue_burst > 0 && ex_.world() > 1 &&
-          (!collective || g_.stagger_collectives)) {
+      if (g_.issue_staggered && g_.issue_burst > 0 && ex_.world() > 1 && !collective) {
         sum.clear();
         for (int r = 0; r < g_.issue_samples; ++r)
           CPB_TRY(sample(
@@ -991,7 +989,6 @@ Grid default_grid(bool quick, bool gpu) {
     g.issue_max_flops = 4e9;  // the generic kernel's blocks up to ~1 ms
     g.issue_max_bytes = 64 * kMiB;
     g.issue_staggered = true;
-    g.stagger_collectives = true;  // NCCL queues them: a rank's turn does not wait for its peers
     g.issue_ranks = true;
     g.lone_tables = true;
     g.sample_s = all ? 2e-3 : 0.5e-3;
@@ -1029,7 +1026,7 @@ Grid default_grid(bool quick, bool gpu) {
     g.issue_burst = 2;
     g.issue_max_flops = 1e8;
     g.issue_max_bytes = kMiB;
-    g.issue_staggered = true;  // compute ops only: a cpu collective runs inside its call
+    g.issue_staggered = true;
     g.issue_ranks = true;
     g.lone_tables = true;
     g.mem_bytes = quick ? powers(64 * kKiB, kMiB, 4) : powers(64 * kKiB, 4 * kMiB, 4);
@@ -1090,7 +1087,6 @@ nlohmann::json to_json(const Grid& g) {
           {"issue_max_flops", g.issue_max_flops},
           {"issue_max_bytes", g.issue_max_bytes},
           {"issue_staggered", g.issue_staggered},
-          {"stagger_collectives", g.stagger_collectives},
           {"issue_ranks", g.issue_ranks},
           {"lone_tables", g.lone_tables},
           {"sample_s", g.sample_s},

@@ -120,9 +120,9 @@ struct Grid {
   int64_t issue_max_bytes = 0;
   // ... and a burst of issue_burst ops a rank in turn, the others waiting (issue_staggered_us in
   // the JSON: the same call without the other ranks' host threads issuing at the same time);
-  // collectives only where they are queued, not run inside the call (stagger_collectives).
+  // compute and memory ops only: the barrier between turns waits for the rank's streams, so a
+  // collective would wait there for its peers' turns (on the GPU as on the cpu backend).
   bool issue_staggered = false;
-  bool stagger_collectives = false;
   // The issue costs again in runs of 1 .. ranks-1 ranks (issue_us_ranks): a few small blocks,
   // the smallest copy and merge, the two smallest sizes of each link op, the cross-stream chain.
   bool issue_ranks = false;

@@ -72,8 +72,8 @@ TEST_F(Calibrate, CpuQuickWritesAProfileTheSimAccepts) {
   const auto j = nlohmann::json::parse(f);
   const auto series = testing_support::calibration_series(out);
   // The batched sizes' tables take their samples of one op each (Grid::lone_tables), the batch's
-  // times kept beside. Collectives are not issued a rank at a time here (a cpu collective runs
-  // inside its call).
+  // times kept beside. Collectives are not issued a rank at a time (Grid::issue_staggered: the
+  // barrier between turns would wait for a collective's peers).
   int batched = 0, walled = 0;
   for (const auto& s : series) {
     const std::string kind = s["kind"];
